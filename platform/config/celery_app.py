@@ -1,0 +1,35 @@
+"""The Celery app. Workers start with `celery -A config.celery_app worker -Q train` (one per GPU),
+`-Q eval,default` for evaluation. Queues and limits are decided here, not at the call sites."""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("accrete")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_queues=[Queue("train"), Queue("eval"), Queue("default")],
+    task_default_queue="default",
+    task_routes={
+        "workers.tasks.train_job": {"queue": "train"},
+        "workers.tasks.evaluate_version": {"queue": "eval"},
+        "workers.tasks.evaluate_base_probes": {"queue": "eval"},
+        "workers.tasks.playground_generate": {"queue": "eval"},
+        "workers.tasks.readiness_check": {"queue": "eval"},
+    },
+    # A training task holds a GPU for hours: take one at a time, acknowledge it only when done, and
+    # give it back to the queue if the worker process dies under it.
+    worker_prefetch_multiplier=1,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    task_track_started=True,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    beat_schedule={
+        "reap-stale-jobs": {"task": "workers.tasks.reap_stale_jobs", "schedule": 60.0},
+    },
+)
+app.autodiscover_tasks(["workers"])

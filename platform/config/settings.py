@@ -1,0 +1,152 @@
+"""Accrete settings. Every value comes from the environment; the defaults are the embedded run
+(`make demo`: SQLite, kombu's filesystem broker, artifacts under var/), which needs no service."""
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+VAR_DIR = Path(env_str("ACCRETE_VAR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+    SECRET_KEY = "accrete-embedded-development-key-not-for-production-use-0123456789"
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "registry",
+    "skills",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url(DATABASE_URL)}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "accrete.sqlite3",
+            "OPTIONS": {
+                # WAL lets the web process read while a worker writes; IMMEDIATE takes the write lock
+                # at BEGIN so two writers queue instead of failing with "database is locked".
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+# Uploads: bodies above this go to a temp file, and the request is refused past the upload limit
+# before the body is read (frontend enforces ACCRETE_UPLOAD_MAX_BYTES on Content-Length).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+SECURE_COOKIES = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_PROXY", False) else None
+X_FRAME_OPTIONS = "DENY"
+
+# --- Accrete -----------------------------------------------------------------------------------
+ACCRETE_ARTIFACTS = Path(env_str("ACCRETE_ARTIFACTS", str(VAR_DIR / "artifacts")))
+ACCRETE_UPLOAD_MAX_BYTES = env_int("ACCRETE_UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
+ACCRETE_UPLOAD_MAX_ROWS = env_int("ACCRETE_UPLOAD_MAX_ROWS", 200_000, minimum=10)
+ACCRETE_UPLOAD_MIN_ROWS = env_int("ACCRETE_UPLOAD_MIN_ROWS", 10, minimum=1)
+ACCRETE_EVAL_FRACTION = env_float("ACCRETE_EVAL_FRACTION", 0.2, minimum=0.0)
+ACCRETE_EVAL_MIN_CASES = env_int("ACCRETE_EVAL_MIN_CASES", 5, minimum=1)
+ACCRETE_EVAL_MAX_CASES = env_int("ACCRETE_EVAL_MAX_CASES", 200, minimum=1)
+# A job whose heartbeat is older than this is presumed dead (its worker crashed) and is reaped.
+ACCRETE_HEARTBEAT_TIMEOUT_S = env_int("ACCRETE_HEARTBEAT_TIMEOUT_S", 300, minimum=5)
+ACCRETE_JOB_MAX_ATTEMPTS = env_int("ACCRETE_JOB_MAX_ATTEMPTS", 2, minimum=1)
+ACCRETE_PROGRESS_MIN_INTERVAL_S = env_float("ACCRETE_PROGRESS_MIN_INTERVAL_S", 2.0, minimum=0.0)
+ACCRETE_WEBHOOK_URLS = env_list("ACCRETE_WEBHOOK_URLS", [])
+ACCRETE_WEBHOOK_SECRET = env_str("ACCRETE_WEBHOOK_SECRET", "")
+
+# --- Celery (read by config.celery with namespace CELERY) ----------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+BROKER_DIR = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Redis: a long visibility timeout so an acks_late training task is not redelivered while it
+    # still runs; crashed workers are handled by the heartbeat reaper, not by redelivery.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 12 * 3600)}
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TRAIN_TIME_LIMIT_S = env_int("CELERY_TRAIN_TIME_LIMIT_S", 12 * 3600, minimum=60)
+CELERY_EVAL_TIME_LIMIT_S = env_int("CELERY_EVAL_TIME_LIMIT_S", 2 * 3600, minimum=60)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("ACCRETE_LOG_LEVEL", "INFO")},
+}
+# Retention probes: largest drop (0..1) the gate accepts. 0 = any forgotten probe blocks.
+ACCRETE_PROBE_TOLERANCE = env_float("ACCRETE_PROBE_TOLERANCE", 0.0, minimum=0.0)

@@ -1,0 +1,113 @@
+"""Django admin. State lives in services: versions, jobs, gates, approvals and the audit log are
+read-only here, and the only way to change a version's state is an action that calls a service —
+so a blocked candidate cannot be promoted from the admin either."""
+
+from django.contrib import admin, messages
+
+from registry.errors import AccreteError
+from registry.models import (
+    Approval,
+    AuditEvent,
+    BaseModel,
+    CaseResult,
+    EvalRun,
+    GateResult,
+    JobEvent,
+    Membership,
+    MetricPoint,
+    ModelVersion,
+    PromotionRequest,
+    Team,
+    TrainingJob,
+)
+from registry.services.versions import version_promote, version_rollback
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "team", "role"]
+    list_filter = ["team", "role"]
+
+
+@admin.register(BaseModel)
+class BaseModelAdmin(ReadOnlyAdmin):
+    list_display = ["name", "source", "architecture", "num_parameters", "context_length", "sha256", "created_at"]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyAdmin):
+    list_display = ["number", "skill", "parent", "status", "created_at", "promoted_at", "promoted_by"]
+    list_filter = ["status"]
+    actions = ["promote", "rollback"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None  # the changelist (for actions) but no edit form
+
+    @admin.action(description="Promote to production (approved candidates that passed the gate only)")
+    def promote(self, request, queryset):
+        for version in queryset:
+            try:
+                version_promote(version=version, actor=request.user)
+                self.message_user(request, f"v{version.number} is now production.")
+            except AccreteError as exc:
+                self.message_user(request, str(exc), level=messages.ERROR)
+
+    @admin.action(description="Roll production back to this retired version")
+    def rollback(self, request, queryset):
+        for version in queryset:
+            try:
+                version_rollback(version=version, actor=request.user)
+                self.message_user(request, f"Production rolled back to v{version.number}.")
+            except AccreteError as exc:
+                self.message_user(request, str(exc), level=messages.ERROR)
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ["created_at", "kind", "message", "data"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "skill", "method", "status", "step", "total_steps", "parent_version", "created_at"]
+    list_filter = ["status", "method"]
+    inlines = [JobEventInline]
+
+
+for model in (JobEvent, MetricPoint, EvalRun, CaseResult, GateResult, PromotionRequest, Approval):
+    admin.site.register(model, ReadOnlyAdmin)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor_label", "action", "object_type", "object_id", "team"]
+    list_filter = ["action", "team"]
+    search_fields = ["actor_label", "action", "object_id"]

@@ -1,0 +1,16 @@
+from django.contrib import admin
+
+from registry.admin import ReadOnlyAdmin
+from skills.models import Demonstration, DemonstrationSet, EvalCase, EvalSuite, Skill
+
+
+@admin.register(Skill)
+class SkillAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "team", "scorer", "teacher_style", "tolerance", "min_gain", "status"]
+    list_filter = ["team", "status", "teacher_style"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+# Uploads are immutable: they are created by the upload service only.
+for model in (DemonstrationSet, Demonstration, EvalSuite, EvalCase):
+    admin.site.register(model, ReadOnlyAdmin)

@@ -1,0 +1,135 @@
+"""Skills, their immutable demonstration sets and the frozen eval suites that gates score."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Skill(models.Model):
+    class TeacherStyle(models.TextChoices):
+        INLINE = "inline", "Inline (the paper's template: demonstration inside the question)"
+        TURN = "turn", "Turn (demonstration as a prior example turn)"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        ARCHIVED = "archived", "Archived"
+
+    team = models.ForeignKey("registry.Team", on_delete=models.PROTECT, related_name="skills")
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    scorer = models.CharField(max_length=20, default="exact")
+    scorer_options = models.JSONField(default=dict, blank=True)
+    teacher_style = models.CharField(max_length=8, choices=TeacherStyle.choices, default=TeacherStyle.INLINE)
+    tolerance = models.FloatField(default=0.0, help_text="Largest score drop (0..1) the gate accepts on this skill.")
+    min_gain = models.FloatField(default=0.0, help_text="Least improvement (0..1) a candidate adding this skill must show.")
+    max_new_tokens = models.PositiveIntegerField(default=64, help_text="Generation budget when scoring this skill.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(tolerance__gte=0) & Q(tolerance__lte=1), name="tolerance_in_0_1"),
+            models.CheckConstraint(condition=Q(min_gain__gte=0) & Q(min_gain__lte=1), name="min_gain_in_0_1"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DemonstrationSet(models.Model):
+    """One upload of a skill's demonstrations. Immutable once created."""
+
+    skill = models.ForeignKey(Skill, on_delete=models.PROTECT, related_name="demonstration_sets")
+    version = models.PositiveIntegerField()
+    content_sha256 = models.CharField(max_length=64)
+    format = models.CharField(max_length=20)
+    filename = models.CharField(max_length=255, help_text="Shown to people only; never used as a path.")
+    row_count = models.PositiveIntegerField()
+    train_count = models.PositiveIntegerField()
+    eval_count = models.PositiveIntegerField()
+    split_seed = models.IntegerField()
+    stats = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["skill", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["skill", "version"], name="one_version_number_per_skill"),
+            models.UniqueConstraint(fields=["skill", "content_sha256"], name="same_content_uploaded_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.skill.slug} demonstrations v{self.version}"
+
+
+class Demonstration(models.Model):
+    """A training row. Held-out rows become EvalCases instead, so they can never reach training."""
+
+    demonstration_set = models.ForeignKey(DemonstrationSet, on_delete=models.CASCADE, related_name="rows")
+    line = models.PositiveIntegerField()
+    prompt = models.JSONField(help_text="Chat messages ending with a user turn.")
+    demonstration = models.TextField()
+    reference = models.TextField()
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["line"]
+
+
+class EvalSuite(models.Model):
+    class Kind(models.TextChoices):
+        SKILL = "skill", "Skill"
+        PROBES = "probes", "Retention probes"
+
+    class Source(models.TextChoices):
+        SPLIT = "split", "Held out from the demonstrations"
+        FILE = "file", "Explicit eval file"
+        BUILTIN = "builtin", "Built-in probes"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    skill = models.ForeignKey(Skill, null=True, blank=True, on_delete=models.PROTECT, related_name="eval_suites")
+    demonstration_set = models.OneToOneField(
+        DemonstrationSet, null=True, blank=True, on_delete=models.PROTECT, related_name="eval_suite"
+    )
+    base_model = models.ForeignKey(
+        "registry.BaseModel", null=True, blank=True, on_delete=models.PROTECT, related_name="probe_suites"
+    )
+    content_sha256 = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind="skill") & Q(skill__isnull=False)) | (Q(kind="probes") & Q(base_model__isnull=False)),
+                name="suite_belongs_to_a_skill_or_base_model",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.kind == self.Kind.PROBES:
+            return "retention probes"
+        return f"{self.skill.slug} eval ({self.get_source_display().lower()})"
+
+
+class EvalCase(models.Model):
+    suite = models.ForeignKey(EvalSuite, on_delete=models.CASCADE, related_name="cases")
+    key = models.CharField(max_length=80)
+    line = models.PositiveIntegerField(null=True, blank=True)
+    category = models.CharField(max_length=40, blank=True)
+    prompt = models.JSONField(help_text="Chat messages ending with a user turn.")
+    reference = models.TextField()
+    # Probes carry their own scorer; a skill's cases use the skill's scorer.
+    scorer = models.CharField(max_length=20, blank=True)
+    scorer_options = models.JSONField(default=dict, blank=True)
+    # Retention probes the base model gets wrong do not count: only a loss is forgetting.
+    counted = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["suite", "key"], name="case_key_unique_in_suite")]

@@ -1,0 +1,471 @@
+"""Train a LoRA adapter on a base model with SDFT (or the SFT baseline) and write the candidate.
+
+Reads top to bottom: lengths and limits -> dataset -> trainer (TRL's SDFTTrainer / SFTTrainer with
+two small extensions) -> train (resuming from work_dir) -> one atomic output directory holding the
+adapter, the merged weights and accrete.json (config, metrics, checksums).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# TRL warns on every import of an experimental module; the version is pinned, so the warning is noise.
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+import torch  # noqa: E402
+from datasets import Dataset  # noqa: E402
+from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed  # noqa: E402
+from trl import SFTConfig, SFTTrainer  # noqa: E402
+from trl.experimental.sdft import SDFTConfig, SDFTTrainer  # noqa: E402
+from trl.experimental.sdft.sdft_trainer import DemonstrationTeacherContextBuilder  # noqa: E402
+from trl.experimental.sdft.teacher_sync import PEFTAdapterEMACallback  # noqa: E402
+
+from workers.engine.artifacts import atomic_directory, sha256_tree  # noqa: E402
+from workers.engine.config import MAX_DERIVED_COMPLETION_LENGTH, TrainConfig  # noqa: E402
+from workers.engine.data import DataTooLongError, RowLengths, TrainRow, measure_lengths  # noqa: E402
+from workers.engine.device import PeakMemoryMeter, resolve_device, resolve_dtype  # noqa: E402
+from workers.engine.prompts import INLINE_TEMPLATE, teacher_messages  # noqa: E402
+
+TEACHER_ADAPTER = "teacher"
+STUDENT_ADAPTER = "default"
+
+
+class TrainingCancelled(Exception):
+    """The observer asked to stop; nothing was written to output_dir."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total_steps: int
+    loss: float | None
+    kl: float | None  # SDFT's forward KL(teacher || student); None for SFT
+    learning_rate: float | None
+    tokens_per_second: float
+    eta_seconds: float | None
+    peak_memory_bytes: int
+    epoch: float | None
+
+
+class TrainingObserver:
+    """What a caller (the Celery task) can hook into; every method is optional."""
+
+    def on_progress(self, progress: Progress) -> None:
+        pass
+
+    def should_cancel(self) -> bool:
+        return False
+
+    def on_checkpoint(self, step: int, path: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    output_dir: str
+    steps: int
+    metrics: dict
+    checksums: dict
+    config: dict = field(default_factory=dict)
+
+
+def train(
+    *,
+    base_dir: str | Path,
+    rows: list[TrainRow],
+    config: TrainConfig,
+    output_dir: str | Path,
+    work_dir: str | Path,
+    observer: TrainingObserver | None = None,
+) -> TrainResult:
+    """Run one training job. Resumes from the newest checkpoint in work_dir when there is one.
+
+    base_dir is only read. output_dir appears complete or not at all. work_dir holds checkpoints
+    and is left for the caller to delete (it is what makes a retried job resume).
+    """
+    observer = observer or TrainingObserver()
+    output_dir, work_dir = Path(output_dir), Path(work_dir)
+    if output_dir.exists():
+        raise FileExistsError(f"{output_dir} already exists; a candidate's directory is written once")
+    examples_per_step = config.batch_size * config.gradient_accumulation_steps
+    if len(rows) < examples_per_step:
+        raise ValueError(
+            f"{len(rows)} training rows but one optimizer step takes batch_size x gradient_accumulation_steps = "
+            f"{examples_per_step}; add rows or lower batch_size"
+        )
+
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model_config = json.loads((Path(base_dir) / "config.json").read_text())
+    context_length = model_config.get("max_position_embeddings") or tokenizer.model_max_length
+    lengths = measure_lengths(tokenizer, rows, config.teacher_style)
+    prompt_limit, completion_limit = resolve_lengths(config, lengths, context_length)
+    total_steps = config.total_steps(len(rows))
+
+    set_seed(config.seed)  # the LoRA initialisation is random; fix it before the adapter exists
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = last_checkpoint(work_dir)
+    common = _training_arguments(config, work_dir, device, dtype, total_steps)
+    if config.method == "sdft":
+        trainer = AccreteSDFTTrainer.build(
+            model=model,
+            tokenizer=tokenizer,
+            rows=rows,
+            config=config,
+            common_args=common,
+            max_prompt_length=prompt_limit,
+            max_completion_length=completion_limit,
+            resume_from=resume_from,
+        )
+    else:
+        trainer = AccreteSFTTrainer.build(model=model, tokenizer=tokenizer, rows=rows, config=config, common_args=common)
+
+    reporter = _ProgressReporter(observer, total_steps, device, lambda: trainer.tokens_seen)
+    trainer.add_callback(reporter)
+    reporter.meter.start()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        peak = reporter.meter.stop()
+    if reporter.cancelled:
+        raise TrainingCancelled(f"cancelled at step {trainer.state.global_step} of {total_steps}")
+
+    metrics = reporter.summary(trainer.state.global_step, peak)
+    metrics.update(
+        max_prompt_length=prompt_limit,
+        max_completion_length=completion_limit,
+        num_rows=len(rows),
+        resumed_from_step=reporter.first_step - 1 if resume_from else None,
+    )
+    snapshot = config.to_dict()
+    checksums = write_candidate(trainer, tokenizer, output_dir, snapshot, metrics, base_dir)
+    return TrainResult(
+        output_dir=str(output_dir), steps=trainer.state.global_step, metrics=metrics, checksums=checksums, config=snapshot
+    )
+
+
+def resolve_lengths(config: TrainConfig, lengths: RowLengths, context_length: int) -> tuple[int, int]:
+    """Return (max_prompt_length, max_completion_length), refusing data TRL would silently truncate.
+
+    TRL left-truncates the *teacher* prompt to max_prompt_length too, which would cut off the start of
+    the question or the demonstration, so the limit comes from the longest teacher prompt.
+    """
+    completion = config.max_completion_length or min(
+        math.ceil(1.25 * lengths.longest_demonstration), MAX_DERIVED_COMPLETION_LENGTH
+    )
+    if config.method == "sft":
+        if lengths.longest_sft_sequence > context_length:
+            raise DataTooLongError(
+                f"row {lengths.longest_sft_row}: prompt + demonstration is {lengths.longest_sft_sequence} tokens "
+                f"but the model's context is {context_length}; shorten that row"
+            )
+        return lengths.longest_sft_sequence, completion
+    prompt = config.max_prompt_length or lengths.longest_teacher_prompt
+    row, teacher = lengths.longest_teacher_row, lengths.longest_teacher_prompt
+    if teacher > prompt:
+        raise DataTooLongError(
+            f"row {row}: the teacher prompt (prompt + demonstration, {config.teacher_style} style) is {teacher} tokens "
+            f"but max_prompt_length is {prompt}; it would be truncated and the teacher would not see it all. "
+            f"Set max_prompt_length >= {teacher} (or leave it unset) or shorten that row"
+        )
+    if prompt + completion > context_length:
+        raise DataTooLongError(
+            f"row {row}: the teacher prompt is {teacher} tokens and the completion budget is {completion} tokens, "
+            f"{prompt + completion} in all, but the model's context is {context_length}. "
+            f"Shorten that row's prompt or demonstration, or lower max_completion_length"
+        )
+    return prompt, completion
+
+
+def last_checkpoint(work_dir: Path) -> Path | None:
+    """Newest complete checkpoint (trainer_state.json is written last) in work_dir, if any."""
+    found = []
+    for path in work_dir.glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and (path / "trainer_state.json").is_file():
+            found.append((int(match.group(1)), path))
+    return max(found)[1] if found else None
+
+
+def _training_arguments(config: TrainConfig, work_dir: Path, device: str, dtype, total_steps: int) -> dict:
+    """The transformers TrainingArguments both trainers share, so SDFT and SFT differ only in the loss."""
+    return dict(
+        output_dir=str(work_dir),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.resolved_learning_rate,
+        # Steps are counted once here (TRL's sampler drops partial batches, SFT's does not) so both
+        # methods take exactly the same number of optimizer steps on the same rows.
+        max_steps=total_steps,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.resolved_warmup_steps(total_steps),
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.log_every,
+        save_strategy="steps" if config.checkpoint_every else "no",
+        save_steps=config.checkpoint_every or 500,
+        save_total_limit=2,  # the newest may be half-written when a worker dies; keep one before it
+        report_to="none",
+        disable_tqdm=True,
+        seed=config.seed,
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+
+
+class _ProgressReporter(TrainerCallback):
+    """Turns the trainer's logs into Progress for the observer; checks for cancellation every step."""
+
+    def __init__(self, observer, total_steps: int, device: str, tokens_seen):
+        self.observer = observer
+        self.total_steps = total_steps
+        self.meter = PeakMemoryMeter(device)
+        self.tokens_seen = tokens_seen
+        self.cancelled = False
+        self.first_step: int | None = None
+        self.losses: list[float] = []
+        self.kls: list[float] = []
+        self._start = time.monotonic()
+        self._last_time = self._start
+        self._last_tokens = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = self._last_time = time.monotonic()
+        self._last_tokens = self.tokens_seen()
+        self.first_step = state.global_step + 1
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if _call(self.observer, "should_cancel", False):
+            self.cancelled = True
+            control.should_training_stop = True
+            control.should_save = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs:
+            return  # the end-of-training summary, not a step
+        now, tokens = time.monotonic(), self.tokens_seen()
+        kl = logs.get("self_distillation/distillation_loss")
+        self.losses.append(float(logs["loss"]))
+        if kl is not None:
+            self.kls.append(float(kl))
+        steps_done = state.global_step - (self.first_step or 1) + 1
+        per_step = (now - self._start) / max(steps_done, 1)
+        progress = Progress(
+            step=state.global_step,
+            total_steps=self.total_steps,
+            loss=float(logs["loss"]),
+            kl=float(kl) if kl is not None else None,
+            learning_rate=logs.get("learning_rate"),
+            tokens_per_second=(tokens - self._last_tokens) / max(now - self._last_time, 1e-9),
+            eta_seconds=per_step * (self.total_steps - state.global_step),
+            peak_memory_bytes=self.meter.peak_bytes(),
+            epoch=state.epoch,
+        )
+        self._last_time, self._last_tokens = now, tokens
+        _call(self.observer, "on_progress", None, progress)
+
+    def on_save(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        _call(self.observer, "on_checkpoint", None, state.global_step, str(path))
+
+    def summary(self, steps: int, peak_bytes: int) -> dict:
+        wall = time.monotonic() - self._start
+        return {
+            "steps": steps,
+            "final_loss": self.losses[-1] if self.losses else None,
+            "mean_loss": sum(self.losses) / len(self.losses) if self.losses else None,
+            "mean_kl": sum(self.kls) / len(self.kls) if self.kls else None,
+            "wall_seconds": round(wall, 3),
+            "tokens_per_second": self.tokens_seen() / wall if wall > 0 else None,
+            "peak_memory_bytes": peak_bytes,
+        }
+
+
+def _call(observer, name: str, default, *args):
+    method = getattr(observer, name, None)
+    return method(*args) if method is not None else default
+
+
+def write_candidate(trainer, tokenizer, output_dir: Path, config: dict, metrics: dict, base_dir) -> dict:
+    """adapter/ + merged weights + tokenizer + accrete.json, in one atomic rename."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with atomic_directory(output_dir) as temp:
+        model.save_pretrained(temp / "adapter", selected_adapters=[STUDENT_ADAPTER])
+        if TEACHER_ADAPTER in model.peft_config:
+            model.delete_adapter(TEACHER_ADAPTER)  # the EMA teacher is training state, not part of the result
+        model.set_adapter(STUDENT_ADAPTER)
+        merged = model.merge_and_unload()
+        merged.save_pretrained(temp, safe_serialization=True)
+        tokenizer.save_pretrained(temp)
+        for leftover in ("README.md",):
+            (temp / leftover).unlink(missing_ok=True)
+        checksums = sha256_tree(temp)
+        manifest = {
+            "format": 1,
+            "base_dir": str(base_dir),
+            "config": config,
+            "metrics": metrics,
+            "checksums": checksums,
+        }
+        (temp / "accrete.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return sha256_tree(output_dir)
+
+
+def _lora(config: TrainConfig) -> LoraConfig:
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+class _StyledTeacherContext(DemonstrationTeacherContextBuilder):
+    """TRL builds the teacher prompt from one template inside the last user turn; the "turn" style
+    needs extra messages, so both styles are built by prompts.teacher_messages (one source of truth,
+    shared with the readiness check and the UI preview)."""
+
+    def __init__(self, trainer, style: str):
+        super().__init__(trainer)
+        self.style = style
+
+    def _compose_teacher_prompt(self, prompt, privileged_context):
+        return teacher_messages(prompt, self._stringify_privileged_context(privileged_context), self.style)
+
+
+class _EMATeacherAdapter(PEFTAdapterEMACallback):
+    """TRL's EMA teacher adapter, with two changes.
+
+    1. It starts as a copy of the student (the paper: phi_0 = theta_0). TRL starts it at zero, which
+       for LoRA makes the EMA of A ramp up from 0 and leaves the teacher ~ the base model for ~100 steps.
+    2. Its weights are saved in every checkpoint and restored on resume; transformers only reloads the
+       active (student) adapter, and TRL's callback keeps its state in memory only.
+    """
+
+    FILE_NAME = "teacher_ema.safetensors"
+
+    def __init__(self, *, resume_from: Path | None, **kwargs):
+        super().__init__(**kwargs)
+        self.resume_from = resume_from
+        self.restored = False
+
+    def _initialize_teacher_adapter(self):
+        if self._initialized:
+            return
+        super()._initialize_teacher_adapter()
+        model = self.accelerator.unwrap_model(self.model) if self.accelerator is not None else self.model
+        student = get_peft_model_state_dict(model)
+        saved = self.resume_from / self.FILE_NAME if self.resume_from else None
+        if saved is not None and saved.is_file():
+            state = load_file(str(saved))
+            self.shadow_weights = {key: state[key].to(value.device, value.dtype) for key, value in student.items()}
+            self.restored = True
+        else:
+            self.shadow_weights = {key: value.detach().clone() for key, value in student.items()}
+        active = model.active_adapter
+        model.set_adapter(self.teacher_adapter_name)
+        set_peft_model_state_dict(model, self.shadow_weights, adapter_name=self.teacher_adapter_name)
+        model.set_adapter(active)
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.shadow_weights is None:
+            return
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if checkpoint.is_dir():
+            tensors = {key: value.detach().contiguous().cpu() for key, value in self.shadow_weights.items()}
+            save_file(tensors, str(checkpoint / self.FILE_NAME))
+
+
+class AccreteSDFTTrainer(SDFTTrainer):
+    """TRL's SDFTTrainer with the teacher prompt styles, the EMA fix above, and a token counter."""
+
+    @classmethod
+    def build(cls, *, model, tokenizer, rows, config, common_args, max_prompt_length, max_completion_length,
+              resume_from):
+        args = SDFTConfig(
+            **common_args,
+            max_prompt_length=max_prompt_length,
+            max_completion_length=max_completion_length,
+            num_generations=config.num_generations,
+            temperature=config.temperature,
+            distillation_mode=config.distillation_mode,
+            distillation_alpha=config.distillation_alpha,
+            distillation_topk=100 if config.distillation_mode == "topk_logits" else None,
+            teacher_model_kind=config.teacher_model_kind,
+            teacher_update_rate=config.teacher_update_rate,
+            num_loss_tokens_to_skip=config.num_loss_tokens_to_skip,
+            # Same wording as prompts.INLINE_TEMPLATE; informational only, _StyledTeacherContext builds prompts.
+            teacher_prompt_template=INLINE_TEMPLATE.replace("{question}", "{prompt}").replace(
+                "{demonstration}", "{privileged_context}"
+            ),
+            # One rollout per prompt per optimizer step, used once: on-policy, so there is no stale
+            # policy to importance-correct.
+            num_iterations=1,
+            distillation_is_clip=None,
+            shuffle_dataset=True,
+        )
+        dataset = Dataset.from_list([{"prompt": row.prompt, "privileged_context": row.demonstration} for row in rows])
+        trainer = cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=_lora(config))
+        trainer.teacher_context_builder = _StyledTeacherContext(trainer, config.teacher_style)
+        if trainer._use_peft_ema_teacher_adapter():
+            trainer.remove_callback(PEFTAdapterEMACallback)
+            trainer.add_callback(_EMATeacherAdapter(
+                resume_from=resume_from,
+                model=trainer.model,
+                teacher_adapter_name=TEACHER_ADAPTER,
+                update_rate=args.teacher_update_rate,
+                sync_steps=args.teacher_sync_steps,
+                accelerator=trainer.accelerator,
+            ))
+        return trainer
+
+    tokens_seen = 0
+
+    def _prepare_inputs(self, generation_batch):
+        batch = super()._prepare_inputs(generation_batch)
+        if self.model.training:
+            self.tokens_seen += int(batch["prompt_mask"].sum() + batch["completion_mask"].sum())
+        return batch
+
+
+class AccreteSFTTrainer(SFTTrainer):
+    """The SFT baseline: the same LoRA on the same rows, the demonstration as the completion."""
+
+    @classmethod
+    def build(cls, *, model, tokenizer, rows, config, common_args):
+        args = SFTConfig(
+            **common_args,
+            max_length=None,  # resolve_lengths already checked every row fits the context: never truncate
+            completion_only_loss=True,
+            packing=False,
+        )
+        dataset = Dataset.from_list([
+            {"prompt": row.prompt, "completion": [{"role": "assistant", "content": row.demonstration}]}
+            for row in rows
+        ])
+        return cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=_lora(config))
+
+    tokens_seen = 0
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        mask = inputs.get("attention_mask")
+        self.tokens_seen += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+        return super().training_step(model, inputs, num_items_in_batch)
