@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback, set_seed  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 from trl.experimental.sdft import SDFTConfig, SDFTTrainer  # noqa: E402
 from trl.experimental.sdft.sdft_trainer import DemonstrationTeacherContextBuilder  # noqa: E402
@@ -132,6 +132,7 @@ def train(
     else:
         trainer = AccreteSFTTrainer.build(model=model, tokenizer=tokenizer, rows=rows, config=config, common_args=common)
 
+    trainer.remove_callback(PrinterCallback)  # progress goes to the observer, not stdout
     reporter = _ProgressReporter(observer, total_steps, device, lambda: trainer.tokens_seen)
     trainer.add_callback(reporter)
     reporter.meter.start()
@@ -213,6 +214,7 @@ def _training_arguments(config: TrainConfig, work_dir: Path, device: str, dtype,
         warmup_steps=config.resolved_warmup_steps(total_steps),
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
+        gradient_checkpointing=config.gradient_checkpointing,
         logging_steps=config.log_every,
         save_strategy="steps" if config.checkpoint_every else "no",
         save_steps=config.checkpoint_every or 500,

@@ -1,0 +1,330 @@
+"""The three demonstration file formats, read row by row (pure Python; used by skills.parsing).
+
+Each reader yields (line, record) and reports what is wrong with a row to a ProblemList, naming
+the line, the field and a fix, so that one pass over an upload finds every problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMATS = ("chat_jsonl", "prompt_jsonl", "csv")
+ROLES = ("system", "user", "assistant")
+MAX_PROBLEMS = 200
+_SNIFF_LINES = 50
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int | None
+    field: str | None
+    message: str  # names the line and field itself, so it reads well on its own
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.fix}"
+
+
+class ProblemList:
+    def __init__(self, strict: bool = False):
+        self.kept: list[Problem] = []
+        self.omitted = 0
+        self.strict = strict  # iter_rows runs on validated files: any problem there is a bug
+
+    def add(self, line: int | None, field_name: str | None, what: str, fix: str) -> None:
+        where = ", ".join(
+            part for part in (f"line {line}" if line else "", f"field '{field_name}'" if field_name else "") if part
+        )
+        problem = Problem(line, field_name, f"{where}: {what}" if where else what, fix)
+        if self.strict:
+            raise ValueError(str(problem))
+        if len(self.kept) < MAX_PROBLEMS:
+            self.kept.append(problem)
+        else:
+            self.omitted += 1
+
+
+def detect_format(path: Path, problems: ProblemList) -> str | None:
+    with open(path, "rb") as handle:
+        head = handle.read(8192)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            problems.add(None, None, "the file is UTF-16 text, not UTF-8", "save the file as UTF-8")
+            return None
+        if b"\x00" in head:
+            nul = head.index(b"\x00")
+            problems.add(
+                1 + head.count(b"\n", 0, nul), None,
+                f"the file is binary, not UTF-8 text (a NUL byte at byte offset {nul})",
+                "upload a .jsonl or .csv text file saved as UTF-8",
+            )
+            return None
+        handle.seek(0)
+        sniffed = []
+        for raw in handle:
+            stripped = raw.lstrip(b"\xef\xbb\xbf").strip()
+            if stripped:
+                sniffed.append(stripped)
+            if len(sniffed) == _SNIFF_LINES:
+                break
+    if not sniffed:
+        problems.add(None, None, "the file is empty", "upload a file with one example per line")
+        return None
+    if sniffed[0].startswith(b"["):
+        problems.add(
+            1, None, "the file is one JSON array; write one object per line (JSONL)",
+            'write each example as its own line: {"prompt": ..., "demonstration": ...}',
+        )
+        return None
+    if sniffed[0] == b"{":
+        problems.add(
+            1, None, "each JSON object is spread over several lines; write one object per line (JSONL)",
+            "write each example on a single line, e.g. with json.dumps(row) per line",
+        )
+        return None
+    if not sniffed[0].startswith(b"{"):
+        return "csv"
+    for raw in sniffed:
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and "messages" in obj:
+            return "chat_jsonl"
+        if isinstance(obj, dict) and {"prompt", "demonstration", "completion"} & obj.keys():
+            return "prompt_jsonl"
+    return "prompt_jsonl"  # no row says; each will be reported as missing "prompt"
+
+
+Record = tuple[list[dict], str, str, dict]  # prompt messages, demonstration, reference, metadata
+
+
+def _text_lines(handle, sha, problems: ProblemList, bad: list[bool]) -> Iterator[tuple[int, str]]:
+    offset = 0
+    for number, raw in enumerate(handle, start=1):
+        sha.update(raw)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.add(
+                number, None,
+                f"not UTF-8: byte 0x{raw[exc.start]:02X} at byte offset {offset + exc.start} cannot be decoded",
+                "save the file as UTF-8 (in most editors: Save As, Encoding: UTF-8)",
+            )
+            text = raw.decode("utf-8", errors="replace")
+            bad[0] = True
+        if number == 1:
+            text = text.removeprefix("\ufeff")
+        offset += len(raw)
+        yield number, text
+
+
+def read_records(handle, fmt: str, sha, problems: ProblemList, max_rows: int | None) -> Iterator[tuple[int, Record | None]]:
+    """(line, record) for each data row; None for a row whose problems were reported."""
+    bad = [False]  # set by _text_lines when the current line was not UTF-8
+    lines = _text_lines(handle, sha, problems, bad)
+    rows = 0
+    source = _csv_rows(lines, problems) if fmt == "csv" else lines
+    for line, item in source:
+        if fmt != "csv" and item.isspace() and not bad[0]:
+            continue  # blank lines, e.g. the trailing one many editors add
+        rows += 1
+        if max_rows is not None and rows > max_rows:
+            problems.add(None, None, f"the file has more than {max_rows:,} rows",
+                         f"split it into files of at most {max_rows:,} rows")
+            lines.close()
+            for chunk in iter(lambda: handle.read(1 << 20), b""):  # the checksum covers the rest unparsed
+                sha.update(chunk)
+            return
+        if bad[0]:
+            bad[0] = False
+            yield line, None
+            continue
+        if fmt == "csv":
+            yield line, item if item is None else _prompt_record(item, line, problems)
+            continue
+        try:
+            obj = json.loads(item.rstrip())  # the newline would put JSON errors on a phantom line 2
+        except json.JSONDecodeError as exc:
+            problems.add(line, None, f"malformed JSON at column {exc.colno}: {exc.msg}",
+                         "fix the JSON on this line (one complete object per line, strings in double quotes)")
+            yield line, None
+            continue
+        if not isinstance(obj, dict):
+            problems.add(line, None, f"is a JSON {_json_type(obj)}, not an object",
+                         'write each row as an object, e.g. {"prompt": "...", "demonstration": "..."}')
+            yield line, None
+            continue
+        yield line, (_chat_record if fmt == "chat_jsonl" else _prompt_record)(obj, line, problems)
+
+
+def _json_type(value) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+
+
+def _text_field(obj: dict, name: str, line: int, problems: ProblemList, fix: str, label: str = "") -> str | None:
+    value, label = obj.get(name), label or name
+    if name not in obj:
+        problems.add(line, label, f'missing "{label}"', fix)
+    elif not isinstance(value, str):
+        problems.add(line, label, f"must be a string, got a JSON {_json_type(value)}", fix)
+    elif not value or value.isspace():
+        problems.add(line, label, "is empty or only whitespace", f"write the {label}, or remove the row")
+    else:
+        return value
+    return None
+
+
+def _optional_fields(obj: dict, line: int, problems: ProblemList) -> tuple[str | None, dict] | None:
+    if "reference" not in obj and "metadata" not in obj:
+        return None, {}
+    ok = True
+    reference = None
+    if obj.get("reference") not in (None, ""):
+        reference = _text_field(obj, "reference", line, problems, "give the gold answer as a string, or omit it")
+        ok = reference is not None
+    metadata = obj.get("metadata")
+    if metadata in (None, ""):
+        metadata = {}
+    elif isinstance(metadata, str):  # CSV carries metadata as a JSON string
+        try:
+            metadata = json.loads(metadata)
+        except ValueError as exc:
+            problems.add(line, "metadata", f"is not valid JSON ({exc})", 'write it as a JSON object, e.g. {"source": "faq"}')
+            return None
+    if not isinstance(metadata, dict):
+        problems.add(line, "metadata", f"must be a JSON object, got a JSON {_json_type(metadata)}",
+                     'write it as an object, e.g. {"source": "faq"}, or omit it')
+        return None
+    return (reference, metadata) if ok else None
+
+
+def _prompt_record(obj: dict, line: int, problems: ProblemList) -> Record | None:
+    fix = 'each row needs "prompt" and "demonstration" (or "completion") strings'
+    prompt = _text_field(obj, "prompt", line, problems, fix)
+    if "demonstration" in obj and "completion" in obj:
+        problems.add(line, "completion", 'has both "demonstration" and "completion"', "keep one of the two")
+        demonstration = None
+    elif "completion" in obj:
+        demonstration = _text_field(obj, "completion", line, problems, fix)
+    else:
+        demonstration = _text_field(obj, "demonstration", line, problems, fix)
+    optional = _optional_fields(obj, line, problems)
+    if prompt is None or demonstration is None or optional is None:
+        return None
+    reference, metadata = optional
+    return [{"role": "user", "content": prompt}], demonstration, reference or demonstration, metadata
+
+
+def _chat_record(obj: dict, line: int, problems: ProblemList) -> Record | None:
+    example = '{"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]}'
+    messages = obj.get("messages")
+    if "messages" not in obj:
+        problems.add(line, "messages", 'missing "messages"', f"write the row as {example}")
+        return None
+    if not isinstance(messages, list) or not messages:
+        problems.add(line, "messages", "must be a non-empty list of messages", f"write the row as {example}")
+        return None
+    if not _well_formed(messages):
+        _report_messages(messages, line, problems)
+        return None
+    roles = tuple(m["role"] for m in messages)
+    order_problem = None if roles in _COMMON_ORDERS else _role_order_problem(list(roles))
+    if order_problem:
+        index, what, fix = order_problem
+        problems.add(line, f"messages[{index}].role", what, fix)
+        return None
+    optional = _optional_fields(obj, line, problems)
+    if optional is None:
+        return None
+    reference, metadata = optional
+    prompt = [{"role": m["role"], "content": m["content"]} for m in messages[:-1]]
+    return prompt, messages[-1]["content"], reference or messages[-1]["content"], metadata
+
+
+_COMMON_ORDERS = {("user", "assistant"), ("system", "user", "assistant")}
+
+
+def _well_formed(messages: list) -> bool:
+    # the fast path: most rows are fine, and saying why a row is not can wait for _report_messages
+    for message in messages:
+        if type(message) is not dict or message.get("role") not in ROLES:
+            return False
+        content = message.get("content")
+        if type(content) is not str or not content or content.isspace():
+            return False
+    return True
+
+
+def _report_messages(messages: list, line: int, problems: ProblemList) -> None:
+    for i, message in enumerate(messages):
+        name = f"messages[{i}]"
+        if not isinstance(message, dict):
+            problems.add(line, name, f"is a JSON {_json_type(message)}, not a message object", 'write {"role": ..., "content": ...}')
+            continue
+        if message.get("role") not in ROLES:
+            problems.add(line, f"{name}.role", f"is {message.get('role')!r}; the roles are system, user and assistant",
+                         "use one of: system, user, assistant")
+        _text_field(message, "content", line, problems, "give the message's text", f"{name}.content")
+
+
+def _role_order_problem(roles: list[str]) -> tuple[int, str, str] | None:
+    if roles[-1] != "assistant":
+        return (len(roles) - 1, f"the last message is a {roles[-1]!r} turn; it must be the assistant's demonstration",
+                "end the conversation with the assistant reply to learn, or remove the messages after it")
+    start = 1 if roles[0] == "system" else 0
+    for index, role in enumerate(roles[start:], start=start):
+        expected = "user" if (index - start) % 2 == 0 else "assistant"
+        if role != expected:
+            what = ("a system message can only come first" if role == "system"
+                    else f"is {role!r} where a {expected!r} turn is expected; after an optional system message, "
+                    "turns alternate user, assistant, user, ... ending with the assistant")
+            return index, what, "reorder or merge the messages so user and assistant turns alternate"
+    if len(roles) - start < 2:
+        return start, "there is no user turn before the demonstration", "add the user's request before the assistant reply"
+    return None
+
+
+def _csv_rows(lines: Iterator[tuple[int, str]], problems: ProblemList) -> Iterator[tuple[int, dict | None]]:
+    numbered = iter(lines)
+    current = [0]
+
+    def texts():
+        for number, text in numbered:
+            current[0] = number
+            yield text
+
+    reader = csv.reader(texts())
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        columns = [name.strip().lower() for name in header]
+        expected = "prompt, demonstration (or completion), and optionally reference, metadata"
+        known = {"prompt", "demonstration", "completion", "reference", "metadata"}
+        if "prompt" not in columns or not {"demonstration", "completion"} & set(columns) or len(set(columns)) != len(columns):
+            problems.add(1, None, f"the CSV header is {header}; expected the columns {expected}",
+                         "make the first row: prompt,demonstration,reference,metadata (the last two are optional)")
+            return
+        if set(columns) - known:
+            problems.add(1, None, f"unknown CSV columns {sorted(set(columns) - known)}; the columns are {expected}",
+                         "remove those columns, or move their values into the metadata column as JSON")
+            return
+        start = current[0] + 1
+        for values in reader:
+            if not any(v.strip() for v in values):
+                start = current[0] + 1
+                continue
+            if len(values) != len(columns):
+                problems.add(start, None, f"has {len(values)} values but the header has {len(columns)} columns",
+                             "quote values that contain commas or line breaks with double quotes")
+                yield start, None
+            else:
+                yield start, dict(zip(columns, values, strict=True))
+            start = current[0] + 1
+    except csv.Error as exc:
+        problems.add(current[0], None, f"the CSV cannot be read past here: {exc}",
+                     "check the quoting on this line (a value with a quote must be wrapped in double quotes)")

@@ -1,0 +1,153 @@
+"""Writes for skills: create a skill, and turn an uploaded file into an immutable demonstration set
+plus a frozen eval suite. The browser upload and the CLI both call `demonstration_set_upload`."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from registry.models import Role
+from registry.permissions import require_role
+from registry.services.audit import audit_record
+from registry.services.versions import production_version
+
+from skills.models import Demonstration, DemonstrationSet, EvalCase, EvalSuite, Skill
+from skills.parsing import (
+    UploadLimits,
+    ValidationReport,
+    count_tokens_with,
+    iter_rows,
+    split_rows,
+    validate_upload,
+)
+from workers.engine.scoring import validate_options
+
+BATCH = 1000
+
+
+@dataclass
+class UploadOutcome:
+    report: ValidationReport
+    eval_report: ValidationReport | None = None
+    demonstration_set: DemonstrationSet | None = None
+    duplicate_of: DemonstrationSet | None = None
+    train_count: int = 0
+    eval_count: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok and (self.eval_report is None or self.eval_report.ok) and self.duplicate_of is None
+
+
+@transaction.atomic
+def skill_create(*, team, slug: str, name: str, actor, description: str = "", scorer: str = "exact",
+                 scorer_options: dict | None = None, teacher_style: str = "inline", tolerance: float = 0.0,
+                 min_gain: float = 0.0, max_new_tokens: int = 64) -> Skill:
+    require_role(actor, team, Role.SKILL_OWNER, action="create skills")
+    validate_options(scorer, scorer_options or {})
+    skill = Skill(team=team, slug=slug, name=name, description=description, scorer=scorer,
+                  scorer_options=scorer_options or {}, teacher_style=teacher_style, tolerance=tolerance,
+                  min_gain=min_gain, max_new_tokens=max_new_tokens, created_by=actor)
+    skill.full_clean()
+    skill.save()
+    audit_record(actor=actor, action="skill.created", obj=skill, team=team, data={"slug": slug, "scorer": scorer})
+    return skill
+
+
+def upload_limits(*, min_rows: int | None = None) -> tuple[UploadLimits, object]:
+    """Limits from settings, in tokens of the production model's tokenizer when it is there (else the
+    parser's documented character bound)."""
+    context, count_tokens = 2048, None
+    current = production_version()
+    if current is not None:
+        context = current.base_model.context_length or context
+        tokenizer = Path(settings.ACCRETE_ARTIFACTS) / current.base_model.artifact_path / "tokenizer.json"
+        if tokenizer.exists():
+            count_tokens = count_tokens_with(tokenizer)
+    # The teacher sees prompt + demonstration + template and then generates ~1.25x the demonstration,
+    # all inside one context window.
+    limits = UploadLimits(max_bytes=settings.ACCRETE_UPLOAD_MAX_BYTES, max_rows=settings.ACCRETE_UPLOAD_MAX_ROWS,
+                          min_rows=min_rows or settings.ACCRETE_UPLOAD_MIN_ROWS,
+                          max_prompt_tokens=context // 4, max_demonstration_tokens=context // 4)
+    return limits, count_tokens
+
+
+def demonstration_set_upload(*, skill: Skill, path, filename: str, actor, eval_path=None, seed: int | None = None,
+                             dry_run: bool = False) -> UploadOutcome:
+    """Validate a file and, when it is clean and new, save it as the skill's next demonstration set.
+
+    A file with any problem saves nothing; re-uploading the same content is recognised and refused.
+    `dry_run` validates and previews the split without saving (the browser's review step).
+    """
+    require_role(actor, skill.team, Role.CONTRIBUTOR, action=f"upload demonstrations for {skill.slug}")
+    limits, count_tokens = upload_limits()
+    report = validate_upload(path, limits=limits, count_tokens=count_tokens)
+    outcome = UploadOutcome(report=report)
+    if eval_path is not None:
+        eval_limits, _ = upload_limits(min_rows=settings.ACCRETE_EVAL_MIN_CASES)
+        outcome.eval_report = validate_upload(eval_path, limits=eval_limits, count_tokens=count_tokens)
+    if not outcome.ok:
+        return outcome
+    outcome.duplicate_of = DemonstrationSet.objects.filter(skill=skill, content_sha256=report.content_sha256).first()
+    if outcome.duplicate_of is not None:
+        outcome.messages.append(
+            f"This file has the same content as {outcome.duplicate_of} (uploaded "
+            f"{outcome.duplicate_of.created_at:%Y-%m-%d %H:%M}); nothing new was saved."
+        )
+        return outcome
+
+    seed = seed if seed is not None else int(report.content_sha256[:8], 16)
+    hashes = [row.content_hash for row in iter_rows(path, report.format)]
+    held_out = set() if eval_path is not None else split_rows(
+        hashes, seed=seed, eval_fraction=settings.ACCRETE_EVAL_FRACTION,
+        min_eval=settings.ACCRETE_EVAL_MIN_CASES, max_eval=settings.ACCRETE_EVAL_MAX_CASES)
+    outcome.eval_count = outcome.eval_report.usable_row_count if eval_path is not None else len(held_out)
+    outcome.train_count = len(hashes) - len(held_out)
+    if dry_run:
+        return outcome
+
+    with transaction.atomic():
+        number = (DemonstrationSet.objects.filter(skill=skill).aggregate(n=Max("version"))["n"] or 0) + 1
+        dset = DemonstrationSet.objects.create(
+            skill=skill, version=number, content_sha256=report.content_sha256, format=report.format,
+            filename=Path(filename).name[:255], row_count=len(hashes), train_count=outcome.train_count,
+            eval_count=outcome.eval_count, split_seed=seed, created_by=actor,
+            stats={"length_unit": report.length_unit,
+                   "prompt_length": _stats(report.prompt_length), "demonstration_length": _stats(report.demonstration_length),
+                   "eval_source": "file" if eval_path is not None else "split"},
+        )
+        suite = EvalSuite.objects.create(
+            kind=EvalSuite.Kind.SKILL, skill=skill, demonstration_set=dset,
+            source=EvalSuite.Source.FILE if eval_path is not None else EvalSuite.Source.SPLIT,
+            content_sha256=outcome.eval_report.content_sha256 if eval_path is not None else report.content_sha256,
+        )
+        train, cases = [], []
+        for index, row in enumerate(iter_rows(path, report.format)):
+            if index in held_out:
+                cases.append(_case(suite, row))
+            else:
+                train.append(Demonstration(demonstration_set=dset, line=row.line, prompt=row.prompt,
+                                           demonstration=row.demonstration, reference=row.reference,
+                                           metadata=row.metadata, content_hash=row.content_hash))
+            if len(train) >= BATCH:
+                Demonstration.objects.bulk_create(train)
+                train = []
+        Demonstration.objects.bulk_create(train)
+        if eval_path is not None:
+            cases = [_case(suite, row) for row in iter_rows(eval_path, outcome.eval_report.format)]
+        EvalCase.objects.bulk_create(cases)
+        audit_record(actor=actor, action="demonstrations.uploaded", obj=dset, team=skill.team,
+                     data={"skill": skill.slug, "version": number, "rows": len(hashes), "train": outcome.train_count,
+                           "eval": outcome.eval_count, "sha256": report.content_sha256, "seed": seed})
+    outcome.demonstration_set = dset
+    return outcome
+
+
+def _case(suite: EvalSuite, row) -> EvalCase:
+    return EvalCase(suite=suite, key=f"line-{row.line}", line=row.line, prompt=row.prompt, reference=row.reference)
+
+
+def _stats(stats) -> dict | None:
+    return None if stats is None else {"min": stats.min, "mean": round(stats.mean, 1), "max": stats.max}

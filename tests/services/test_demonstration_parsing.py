@@ -1,0 +1,323 @@
+"""Upload validation for demonstration files: every bad input a team can send, and the good ones."""
+
+import json
+import time
+
+import pytest
+
+from skills.parsing import (
+    CHARS_PER_TOKEN,
+    UploadLimits,
+    count_tokens_with,
+    iter_rows,
+    split_rows,
+    validate_upload,
+)
+
+LIMITS = UploadLimits()
+
+
+def _chat(user: str, assistant: str, system: str | None = None) -> dict:
+    messages = [{"role": "system", "content": system}] if system else []
+    return {"messages": messages + [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
+
+
+def _jsonl(tmp_path, rows, name="upload.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _good_chat_rows(n=12):
+    return [_chat(f"What is {i} + {i}?", f"{i} + {i} = {2 * i}.") for i in range(n)]
+
+
+def _messages(report):
+    return [p.message for p in report.problems]
+
+
+def test_it_accepts_a_chat_jsonl_file_and_reports_its_shape(tmp_path):
+    # given
+    rows = _good_chat_rows(11) + [_chat("Hi there", "Hello! How can I help?", system="Be brief.")]
+    path = _jsonl(tmp_path, rows)
+    # when
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+    # then
+    assert report.ok, _messages(report)
+    assert report.format == "chat_jsonl"
+    assert report.row_count == report.usable_row_count == 12
+    assert report.length_unit == "characters"
+    assert report.demonstration_length.min == len("0 + 0 = 0.")
+    assert report.preview[0].prompt == [{"role": "user", "content": "What is 0 + 0?"}]
+    assert report.preview[0].reference == report.preview[0].demonstration == "0 + 0 = 0."
+    assert len(report.preview) == 5
+    import hashlib
+
+    assert report.content_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_it_accepts_a_prompt_jsonl_file_with_completion_reference_and_metadata(tmp_path):
+    rows = [{"prompt": f"Capital number {i}?", "completion": f"City {i}", "reference": f"city-{i}",
+             "metadata": {"source": "atlas"}} for i in range(10)]
+    report = validate_upload(_jsonl(tmp_path, rows), limits=LIMITS, count_tokens=None)
+    assert report.ok, _messages(report)
+    assert report.format == "prompt_jsonl"
+    first = report.preview[0]
+    assert (first.prompt, first.demonstration, first.reference, first.metadata) == (
+        [{"role": "user", "content": "Capital number 0?"}], "City 0", "city-0", {"source": "atlas"})
+
+
+def test_it_accepts_a_csv_file_with_quoted_commas_and_line_breaks(tmp_path):
+    path = tmp_path / "upload.csv"
+    lines = ["prompt,demonstration,reference,metadata"]
+    lines += [f'"Say {i}, please","Line one\nline two {i}",,"{{""k"": {i}}}"' for i in range(10)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+    assert report.ok, _messages(report)
+    assert report.format == "csv"
+    rows = list(iter_rows(path, "csv"))
+    assert [r.line for r in rows[:3]] == [2, 4, 6]  # each record starts a line after the previous one
+    assert rows[0].demonstration == "Line one\nline two 0" and rows[0].metadata == {"k": 0}
+
+
+def test_it_rejects_an_empty_file(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+    assert not report.ok and _messages(report) == ["the file is empty"]
+
+
+def test_it_rejects_a_binary_file(tmp_path):
+    path = tmp_path / "photo.jsonl"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+    assert not report.ok
+    assert _messages(report) == ["line 3: the file is binary, not UTF-8 text (a NUL byte at byte offset 8)"]
+
+
+def test_it_rejects_a_latin1_file_naming_the_line_and_byte_offset(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    good = json.dumps({"prompt": "Say hi", "demonstration": "hi"}, ensure_ascii=False)
+    bad = json.dumps({"prompt": "Où est le café ?", "demonstration": "Ici"}, ensure_ascii=False)
+    path.write_bytes((good + "\n" + bad + "\n").encode("latin-1"))
+    report = validate_upload(path, limits=UploadLimits(min_rows=1), count_tokens=None)
+    assert not report.ok
+    [problem] = report.problems
+    offset = len(good) + 1 + bad.index("ù")
+    assert problem.line == 2
+    assert problem.message == f"line 2: not UTF-8: byte 0xF9 at byte offset {offset} cannot be decoded"
+    assert "save the file as UTF-8" in problem.fix
+
+
+def test_it_rejects_a_json_array_instead_of_jsonl(tmp_path):
+    path = tmp_path / "upload.json"
+    path.write_text(json.dumps(_good_chat_rows(), indent=2), encoding="utf-8")
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+    assert not report.ok
+    assert _messages(report) == ["line 1: the file is one JSON array; write one object per line (JSONL)"]
+
+
+def test_it_reports_malformed_json_with_line_and_column(tmp_path):
+    rows = _good_chat_rows() + ['{"messages": [{"role": "user", "content": "hi"}']
+    report = validate_upload(_jsonl(tmp_path, rows), limits=LIMITS, count_tokens=None)
+    [problem] = report.problems
+    assert problem.line == 13 and problem.message.startswith("line 13: malformed JSON at column 48")
+
+
+def test_it_rejects_a_line_that_is_valid_json_but_not_an_object(tmp_path):
+    rows = _good_chat_rows() + ['["What is 2+2?", "4"]']
+    report = validate_upload(_jsonl(tmp_path, rows), limits=LIMITS, count_tokens=None)
+    assert _messages(report) == ["line 13: is a JSON array, not an object"]
+
+
+def test_it_reports_a_row_missing_messages(tmp_path):
+    rows = _good_chat_rows() + [{"turns": [{"role": "user", "content": "hi"}]}]
+    report = validate_upload(_jsonl(tmp_path, rows), limits=LIMITS, count_tokens=None)
+    [problem] = report.problems
+    assert (problem.line, problem.field) == (13, "messages")
+    assert problem.message == "line 13, field 'messages': missing \"messages\""
+    assert '"role": "assistant"' in problem.fix
+
+
+def test_it_reports_a_prompt_row_missing_its_demonstration(tmp_path):
+    rows = [{"prompt": f"q{i}", "demonstration": f"a{i}"} for i in range(10)] + [{"prompt": "q"}]
+    report = validate_upload(_jsonl(tmp_path, rows), limits=LIMITS, count_tokens=None)
+    assert _messages(report) == ["line 11, field 'demonstration': missing \"demonstration\""]
+
+
+def test_it_rejects_a_conversation_whose_assistant_turn_is_not_last(tmp_path):
+    late_user = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                              {"role": "user", "content": "Thanks"}]}
+    report = validate_upload(_jsonl(tmp_path, _good_chat_rows() + [late_user]), limits=LIMITS, count_tokens=None)
+    [problem] = report.problems
+    assert problem.field == "messages[2].role"
+    assert "the last message is a 'user' turn; it must be the assistant's demonstration" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("messages", "field", "text"),
+    [
+        ([("assistant", "Hi"), ("assistant", "Hello")], "messages[0].role", "'assistant' where a 'user' turn"),
+        ([("user", "Hi"), ("system", "Be nice"), ("assistant", "Hello")], "messages[1].role",
+         "a system message can only come first"),
+        ([("system", "Be nice"), ("assistant", "Hello")], "messages[1].role", "'assistant' where a 'user' turn"),
+        ([("user", "Hi"), ("bot", "Hello")], "messages[1].role", "is 'bot'; the roles are"),
+        ([("user", "Hi"), ("assistant", "   ")], "messages[1].content", "is empty or only whitespace"),
+    ],
+)
+def test_it_rejects_wrong_roles_and_orders(tmp_path, messages, field, text):
+    row = {"messages": [{"role": role, "content": content} for role, content in messages]}
+    report = validate_upload(_jsonl(tmp_path, _good_chat_rows() + [row]), limits=LIMITS, count_tokens=None)
+    [problem] = report.problems
+    assert problem.line == 13 and problem.field == field and text in problem.message
+
+
+def test_it_rejects_a_row_with_only_whitespace(tmp_path):
+    rows = [{"prompt": f"q{i}", "demonstration": f"a{i}"} for i in range(10)] + [{"prompt": " \t", "demonstration": "x"}]
+    report = validate_upload(_jsonl(tmp_path, rows), limits=LIMITS, count_tokens=None)
+    assert _messages(report) == ["line 11, field 'prompt': is empty or only whitespace"]
+
+
+def test_it_rejects_a_file_of_9_rows(tmp_path):
+    report = validate_upload(_jsonl(tmp_path, _good_chat_rows(9)), limits=LIMITS, count_tokens=None)
+    assert not report.ok
+    assert _messages(report) == ["only 9 usable rows; at least 10 are needed"]
+
+
+def test_it_reports_exact_and_near_duplicates_with_the_first_line(tmp_path):
+    rows = _good_chat_rows(10)
+    rows[3] = _chat("Hello  world", "Hi!")
+    rows += [_chat("Hello  world", "Hi!"), _chat("hello world.", "hi")]
+    report = validate_upload(_jsonl(tmp_path, rows), limits=LIMITS, count_tokens=None)
+    assert _messages(report) == [
+        "line 11: duplicates line 4",
+        "line 12: duplicates line 4 (differs only in case, spacing or punctuation)",
+    ]
+    assert report.row_count == 12 and report.usable_row_count == 10
+
+
+def test_it_rejects_a_60_mb_file_on_its_size_without_reading_it(tmp_path, monkeypatch):
+    path = tmp_path / "huge.jsonl"
+    with open(path, "wb") as handle:
+        handle.truncate(60 * 1024 * 1024)  # sparse: instant to make
+    import builtins
+
+    real_open = builtins.open
+
+    def refuse_to_open(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise AssertionError("the oversized upload was opened")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refuse_to_open)
+    started = time.perf_counter()
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+    assert time.perf_counter() - started < 1
+    assert _messages(report) == ["the file is 62.9 MB; the limit is 52.4 MB"]
+    assert report.content_sha256 is None
+
+
+def test_it_stops_parsing_past_max_rows_but_still_checksums_the_file(tmp_path):
+    import hashlib
+
+    path = _jsonl(tmp_path, _good_chat_rows(30))
+    report = validate_upload(path, limits=UploadLimits(max_rows=20), count_tokens=None)
+    assert "the file has more than 20 rows" in _messages(report)
+    assert report.content_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_it_rejects_a_csv_with_the_wrong_header_naming_the_expected_columns(tmp_path):
+    path = tmp_path / "upload.csv"
+    path.write_text("question,answer\n" + "".join(f"q{i},a{i}\n" for i in range(10)), encoding="utf-8")
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+    assert report.format == "csv" and not report.ok
+    [problem, too_few] = report.problems
+    assert problem.message == (
+        "line 1: the CSV header is ['question', 'answer']; expected the columns prompt, "
+        "demonstration (or completion), and optionally reference, metadata")
+    assert too_few.message == "the file has no rows"
+
+
+def test_it_reports_a_csv_row_with_too_many_values(tmp_path):
+    path = tmp_path / "upload.csv"
+    path.write_text("prompt,completion\n" + "".join(f"q{i},a{i}\n" for i in range(10)) + "q, a, b\n")
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+    assert _messages(report) == ["line 12: has 3 values but the header has 2 columns"]
+
+
+def test_it_bounds_length_in_characters_without_a_tokenizer(tmp_path):
+    limits = UploadLimits(max_prompt_tokens=10)
+    rows = _good_chat_rows() + [_chat("x" * (10 * CHARS_PER_TOKEN + 1), "ok")]
+    report = validate_upload(_jsonl(tmp_path, rows), limits=limits, count_tokens=None)
+    assert _messages(report) == ["line 13, field 'prompt': 41 characters long; the limit is 40 characters"]
+
+
+@pytest.fixture
+def word_tokenizer(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate("what is the a word one two".split())}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    path = tmp_path / "tokenizer.json"
+    tokenizer.save(str(path))
+    return path
+
+
+def test_count_tokens_with_reads_a_tokenizer_json(word_tokenizer):
+    count = count_tokens_with(word_tokenizer)
+    assert count("what is the word") == 4
+    assert count("") == 0
+
+
+def test_it_rejects_a_prompt_too_long_in_tokens(tmp_path, word_tokenizer):
+    # given 8 one-letter words: 8 tokens but 15 characters, under the 7 x 4 character bound
+    rows = _good_chat_rows() + [_chat("a a a a a a a a", "ok")]
+    limits = UploadLimits(max_prompt_tokens=7)
+    # when
+    report = validate_upload(_jsonl(tmp_path, rows), limits=limits, count_tokens=count_tokens_with(word_tokenizer))
+    # then
+    assert report.length_unit == "tokens"
+    assert _messages(report) == ["line 13, field 'prompt': 8 tokens long; the limit is 7 tokens"]
+
+
+def test_it_reports_every_problem_and_caps_the_list(tmp_path):
+    rows = [{"prompt": "", "demonstration": ""} for _ in range(150)]
+    report = validate_upload(_jsonl(tmp_path, rows), limits=LIMITS, count_tokens=None)
+    assert len(report.problems) == 200
+    assert report.problems_omitted == 150 * 2 + 1 - 200  # two fields a row, plus "only 0 usable rows"
+
+
+def test_iter_rows_streams_what_validation_accepted(tmp_path):
+    path = _jsonl(tmp_path, [_chat("Hi", "Hello", system="Be kind.")] + _good_chat_rows(3))
+    rows = list(iter_rows(path, "chat_jsonl"))
+    assert [r.line for r in rows] == [1, 2, 3, 4]
+    assert rows[0].prompt == [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}]
+    assert len({r.content_hash for r in rows}) == 4
+
+
+def test_iter_rows_raises_on_a_row_that_would_not_validate(tmp_path):
+    path = _jsonl(tmp_path, ['{"prompt": "x"}'])
+    with pytest.raises(ValueError, match="line 1, field 'demonstration'"):
+        list(iter_rows(path, "prompt_jsonl"))
+
+
+HASHES = [f"{i:064x}" for i in range(100)]
+
+
+def test_split_is_the_same_for_the_same_seed_and_differs_for_another():
+    assert split_rows(HASHES, seed=7) == split_rows(HASHES, seed=7)
+    assert split_rows(HASHES, seed=7) != split_rows(HASHES, seed=8)
+    assert len(split_rows(HASHES, seed=7)) == 20
+
+
+def test_split_holds_out_the_same_rows_whatever_their_order():
+    reversed_hashes = HASHES[::-1]
+    held_out = {HASHES[i] for i in split_rows(HASHES, seed=3)}
+    assert {reversed_hashes[i] for i in split_rows(reversed_hashes, seed=3)} == held_out
+
+
+def test_split_respects_the_min_and_max_eval_bounds():
+    assert len(split_rows(HASHES[:10], seed=1)) == 5  # 20% of 10 is 2, raised to min_eval
+    assert len(split_rows([f"{i}" for i in range(5000)], seed=1)) == 200  # 1000, capped at max_eval
+    assert len(split_rows(HASHES[:4], seed=1)) == 3  # at least one row is left to train on
