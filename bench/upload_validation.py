@@ -59,7 +59,8 @@ def measure(path: Path, traced: bool, tokenizer: str | None) -> dict:
     started = time.perf_counter()
     report = validate_upload(path, limits=UploadLimits(max_rows=200_000), count_tokens=count_tokens)
     seconds = time.perf_counter() - started
-    result = {"rows": report.row_count, "ok": report.ok, "seconds": seconds, "rss_before_mb": rss_before,
+    result = {"rows": report.row_count, "ok": report.ok, "problems": [str(p) for p in report.problems[:3]],
+              "seconds": seconds, "rss_before_mb": rss_before,
               # ru_maxrss is in KiB on Linux: the child's own high-water mark
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if traced:

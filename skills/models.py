@@ -52,6 +52,8 @@ class DemonstrationSet(models.Model):
     eval_count = models.PositiveIntegerField()
     split_seed = models.IntegerField()
     stats = models.JSONField(default=dict, blank=True)
+    # The readiness check's report (teacher vs student on a sample), filled in once by a worker.
+    readiness = models.JSONField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 

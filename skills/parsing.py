@@ -198,7 +198,8 @@ def validate_upload(
                     )
             # Python's str hash is per process, which is all a single pass needs, and fast
             exact_tag = hash((prompt_text, demonstration)) & 0xFFFF_FFFF
-            first = seen.add(hash((_near_key(prompt_text), _near_key(demonstration))), exact_tag, line)
+            # one call for both texts; the spaced NUL keeps "ab"+"c" apart from "a"+"bc"
+            first = seen.add(hash(_near_key(f"{prompt_text} \x00 {demonstration}")), exact_tag, line)
             if first is not None:
                 first_line, tag = first
                 exact = tag == exact_tag

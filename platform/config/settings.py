@@ -138,6 +138,16 @@ else:
     # Redis: a long visibility timeout so an acks_late training task is not redelivered while it
     # still runs; crashed workers are handled by the heartbeat reaper, not by redelivery.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 12 * 3600)}
+# Results are kept only for the playground (a person waits for an answer); everything else is
+# written to the database by the task itself.
+CELERY_RESULT_BACKEND = env_str(
+    "CELERY_RESULT_BACKEND",
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis://") else f"file://{VAR_DIR / 'results'}",
+)
+if CELERY_RESULT_BACKEND.startswith("file://"):
+    (VAR_DIR / "results").mkdir(parents=True, exist_ok=True)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TRAIN_TIME_LIMIT_S = env_int("CELERY_TRAIN_TIME_LIMIT_S", 12 * 3600, minimum=60)
 CELERY_EVAL_TIME_LIMIT_S = env_int("CELERY_EVAL_TIME_LIMIT_S", 2 * 3600, minimum=60)
