@@ -35,7 +35,7 @@ def write_chat_jsonl(path: Path, rows: int, seed: int = 0) -> None:
             messages = [{"role": "system", "content": "You are a concise support assistant."}] if i % 3 == 0 else []
             messages += [
                 {"role": "user", "content": f"Case {i}: a customer asks about the {topic} on order "
-                                            f"{rng.randrange(10**6):06d}. What should I reply? " * 2},
+                                            f"{rng.randrange(10**6):06d}. What should I reply?"},
                 {"role": "assistant", "content": f"Thank you for reaching out about your {topic}. Order "
                                                  f"{i} is covered by section {rng.randrange(1, 40)}; I have "
                                                  f"opened ticket T-{rng.randrange(10**5)} and will update you. " * 2},
@@ -91,6 +91,7 @@ def main() -> None:
         for rows in args.rows:
             path = Path(tmp) / f"chat_{rows}.jsonl"
             write_chat_jsonl(path, rows)
+            # ~460 bytes a row: the 100,000-row file stays under the default 50 MB upload limit
             # best of two untraced runs: the first also warms the page cache
             speed = min((_in_child(path, False, args.tokenizer) for _ in range(2)), key=lambda r: r["seconds"])
             traced = _in_child(path, True, args.tokenizer)

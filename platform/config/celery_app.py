@@ -15,7 +15,7 @@ app.conf.update(
     task_default_queue="default",
     task_routes={
         "workers.tasks.train_job": {"queue": "train"},
-        "workers.tasks.evaluate_version": {"queue": "eval"},
+        "workers.tasks.gate_candidate": {"queue": "eval"},
         "workers.tasks.evaluate_base_probes": {"queue": "eval"},
         "workers.tasks.playground_generate": {"queue": "eval"},
         "workers.tasks.readiness_check": {"queue": "eval"},

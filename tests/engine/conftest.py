@@ -107,8 +107,7 @@ def tiny_model_dir(tmp_path_factory, tokenizer_dir) -> Path:
     return path
 
 
-@pytest.fixture()
-def rows():
+def policy_rows():
     from workers.engine.data import TrainRow
 
     facts = [
@@ -122,3 +121,8 @@ def rows():
         ("What is the laptop policy code?", "The laptop policy code is LAP-66."),
     ]
     return [TrainRow(prompt=question, demonstration=answer) for question, answer in facts]
+
+
+@pytest.fixture()
+def rows():
+    return policy_rows()

@@ -1,0 +1,236 @@
+"""What the Celery tasks do: turn rows into the engine's plain values, run the engine, and record the
+outcome through the registry's services. Torch and the engine are imported inside the functions, so
+importing this module (as the web process does, to enqueue tasks) loads neither."""
+
+import json
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+from registry.models import ModelVersion, TrainingJob
+from registry.services import evaluations, gates, jobs
+from registry.services.approvals import promotion_request_create
+from registry.services.versions import version_transition
+
+from skills.models import DemonstrationSet, EvalSuite
+
+log = logging.getLogger(__name__)
+HEARTBEAT_EVERY_S = 20
+
+
+def artifacts_root() -> Path:
+    return Path(settings.ACCRETE_ARTIFACTS)
+
+
+def job_dirs(job_id: int) -> tuple[Path, Path]:
+    """(the candidate's final folder, the job's checkpoint folder)."""
+    return artifacts_root() / "versions" / f"job-{job_id}", artifacts_root() / "work" / f"job-{job_id}"
+
+
+class _Heartbeat:
+    """Keeps the job's heartbeat fresh while the main thread trains (model load, long steps). A worker
+    killed with SIGKILL takes this thread with it, and the reaper notices the silence."""
+
+    def __init__(self, job_id: int):
+        self.job_id, self.stop = job_id, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"heartbeat-{job_id}")
+
+    def _run(self):
+        try:
+            while not self.stop.wait(HEARTBEAT_EVERY_S):
+                jobs.job_heartbeat(job_id=self.job_id)
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+class _JobObserver:
+    """The engine's observer: progress to the job row at a bounded rate, cancel checks between steps."""
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self.last_write = 0.0
+        self.cancel = False
+
+    def on_progress(self, progress) -> None:
+        now = time.monotonic()
+        last = progress.step >= progress.total_steps
+        if now - self.last_write < settings.ACCRETE_PROGRESS_MIN_INTERVAL_S and not last and progress.step > 1:
+            return
+        self.last_write = now
+        self.cancel = jobs.job_record_progress(job_id=self.job_id, progress={
+            "step": progress.step, "total_steps": progress.total_steps, "loss": progress.loss, "kl": progress.kl,
+            "learning_rate": progress.learning_rate, "tokens_per_second": progress.tokens_per_second,
+            "eta_seconds": progress.eta_seconds, "peak_memory_bytes": progress.peak_memory_bytes,
+        })
+
+    def should_cancel(self) -> bool:
+        if not self.cancel:
+            self.cancel = TrainingJob.objects.filter(pk=self.job_id, cancel_requested=True).exists()
+        return self.cancel
+
+    def on_checkpoint(self, step: int, path: str) -> None:
+        job = TrainingJob.objects.get(pk=self.job_id)
+        jobs.job_event(job=job, kind="checkpoint", message=f"Checkpoint saved at step {step}.", data={"step": step})
+
+
+def train_rows(dset: DemonstrationSet) -> list:
+    from workers.engine.data import TrainRow
+
+    return [TrainRow(prompt=row.prompt, demonstration=row.demonstration) for row in dset.rows.all()]
+
+
+def run_training(job_id: int, worker: str) -> int | None:
+    """Train one job. Returns the candidate's id, or None when this delivery had nothing to do."""
+    from workers.engine.config import TrainConfig
+    from workers.engine.training import TrainingCancelled, train
+
+    job = jobs.job_start(job_id=job_id, worker=worker)
+    if job is None:
+        return None
+    output_dir, work_dir = job_dirs(job_id)
+    try:
+        if not (output_dir / "accrete.json").exists():  # a re-delivery after the weights were written
+            with _Heartbeat(job_id):
+                result = train(base_dir=artifacts_root() / job.parent_version.artifact_path,
+                               rows=train_rows(job.demonstration_set), config=TrainConfig.from_dict(job.config),
+                               output_dir=output_dir, work_dir=work_dir, observer=_JobObserver(job_id))
+            metrics, checksums = result.metrics, result.checksums
+        else:
+            saved = json.loads((output_dir / "accrete.json").read_text())
+            metrics, checksums = saved.get("metrics", {}), saved.get("checksums", {})
+    except TrainingCancelled:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        jobs.job_mark_cancelled(job_id=job_id)
+        return None
+    except Exception as exc:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        jobs.job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    rel = output_dir.relative_to(artifacts_root())
+    version = jobs.job_succeed(job_id=job_id, artifact_path=str(rel), adapter_path=str(rel / "adapter"),
+                               checksums=checksums, metrics=metrics)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return version.pk
+
+
+def _items(suite: EvalSuite) -> dict[tuple[str, str], list]:
+    """Eval items grouped by (scorer, options): probes carry their own scorer, skill cases the skill's."""
+    from workers.engine.data import EvalItem
+
+    groups: dict[tuple[str, str], list] = {}
+    for case in suite.cases.all():
+        scorer = case.scorer or suite.skill.scorer
+        options = case.scorer_options if case.scorer else suite.skill.scorer_options
+        groups.setdefault((scorer, json.dumps(options, sort_keys=True)), []).append(
+            EvalItem(case_id=str(case.pk), prompt=case.prompt, reference=case.reference))
+    return groups
+
+
+def score_version_on(version: ModelVersion, suite: EvalSuite, generator) -> None:
+    """Compute (once) a version's scores on a suite. Skips when they exist or are being computed."""
+    from workers.engine.evaluation import evaluate
+    from workers.engine.probes import PROBE_MAX_NEW_TOKENS
+
+    run = evaluations.eval_run_claim(version=version, suite=suite)
+    if run is None:
+        return
+    started = time.monotonic()
+    try:
+        max_new = PROBE_MAX_NEW_TOKENS if suite.kind == EvalSuite.Kind.PROBES else suite.skill.max_new_tokens
+        outputs = []
+        for (scorer, options), items in _items(suite).items():
+            for out in evaluate(generator(), items, scorer, json.loads(options), max_new_tokens=max_new):
+                outputs.append({"case_id": int(out.case_id), "output": out.output, "passed": out.passed,
+                                "score": out.score, "extracted": out.extracted, "detail": out.detail})
+        evaluations.eval_run_complete(run=run, outputs=outputs, seconds=time.monotonic() - started)
+    except Exception as exc:
+        evaluations.eval_run_fail(run=run, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+class _LazyGenerator:
+    """Loads a version's weights the first time a score is actually computed (reused scores load nothing)."""
+
+    def __init__(self, version: ModelVersion):
+        self.version, self.loaded = version, None
+
+    def __call__(self):
+        if self.loaded is None:
+            from workers.engine.generation import Generator
+
+            self.loaded = Generator(artifacts_root() / self.version.artifact_path)
+        return self.loaded
+
+
+def run_base_probes(version_id: int) -> None:
+    version = ModelVersion.objects.select_related("base_model").get(pk=version_id)
+    suite = EvalSuite.objects.filter(kind=EvalSuite.Kind.PROBES, base_model=version.base_model).order_by("-pk").first()
+    if suite is None:
+        return
+    score_version_on(version, suite, _LazyGenerator(version))
+    run = version.eval_runs.get(suite=suite)
+    if run.status == run.Status.SUCCEEDED:
+        evaluations.probes_calibrate(run=run)
+
+
+def run_candidate_gate(version_id: int) -> str | None:
+    """Score the candidate (and, once, its parent) on every gate suite, then gate it."""
+    version = ModelVersion.objects.select_related("parent", "skill", "training_job").get(pk=version_id)
+    if version.status == ModelVersion.Status.CANDIDATE:
+        version = version_transition(version=version, to=ModelVersion.Status.EVALUATING)
+    if version.status != ModelVersion.Status.EVALUATING:
+        return None
+    try:
+        suites = gates.gate_suites(candidate=version)
+        for subject in (version.parent, version):
+            generator = _LazyGenerator(subject)
+            for suite in suites:
+                score_version_on(subject, suite, generator)
+        gate = gates.gate_evaluate(candidate=version)
+    except Exception:
+        version_transition(version=version, to=ModelVersion.Status.FAILED)
+        raise
+    version.refresh_from_db()
+    job = version.training_job
+    if version.status == ModelVersion.Status.AWAITING_APPROVAL and job is not None and job.requested_by_id:
+        promotion_request_create(version=version, actor=job.requested_by, comment="Passed the gate.")
+    if job is not None:
+        jobs.job_event(job=job, kind=f"gate_{gate.verdict}",
+                       message=f"Gate {gate.verdict}: " + ("; ".join(gate.reasons) or "no skill dropped."))
+    return gate.verdict
+
+
+def run_readiness(demonstration_set_id: int, n: int = 10) -> dict:
+    from dataclasses import asdict
+
+    from registry.selectors import production_version
+
+    from workers.engine.readiness import readiness_check
+
+    dset = DemonstrationSet.objects.select_related("skill").get(pk=demonstration_set_id)
+    version = production_version()
+    skill = dset.skill
+    report = readiness_check(artifacts_root() / version.artifact_path, train_rows(dset), skill.teacher_style,
+                             skill.scorer, skill.scorer_options, n=n, max_new_tokens=skill.max_new_tokens)
+    data = {**asdict(report), "version": version.number}
+    DemonstrationSet.objects.filter(pk=dset.pk).update(readiness=data)
+    return data
+
+
+def run_playground(version_id: int, messages: list[dict], max_new_tokens: int) -> str:
+    from workers.engine.generation import Generator
+
+    version = ModelVersion.objects.get(pk=version_id)
+    return Generator(artifacts_root() / version.artifact_path).generate([messages], max_new_tokens=max_new_tokens)[0]

@@ -1,0 +1,60 @@
+"""Celery tasks: thin. Each takes ids, calls one function of workers.pipeline, and is safe to deliver
+twice (the services' compare-and-set claims make the second delivery a no-op)."""
+
+import socket
+
+from celery import shared_task
+from celery.signals import worker_process_init
+from celery.utils.log import get_task_logger
+from django.conf import settings
+from registry.services import jobs
+
+from workers import pipeline
+
+log = get_task_logger(__name__)
+
+
+@worker_process_init.connect
+def _one_thread_pool_per_process(**_):
+    import os
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _worker_name(task) -> str:
+    return getattr(task.request, "hostname", None) or socket.gethostname()
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True,
+             time_limit=settings.CELERY_TRAIN_TIME_LIMIT_S, soft_time_limit=settings.CELERY_TRAIN_TIME_LIMIT_S - 60)
+def train_job(self, job_id: int):
+    version_id = pipeline.run_training(job_id, _worker_name(self))
+    if version_id is not None:
+        gate_candidate.delay(version_id)
+    return version_id
+
+
+@shared_task(bind=True, acks_late=True, time_limit=settings.CELERY_EVAL_TIME_LIMIT_S)
+def gate_candidate(self, version_id: int):
+    return pipeline.run_candidate_gate(version_id)
+
+
+@shared_task(acks_late=True, time_limit=settings.CELERY_EVAL_TIME_LIMIT_S)
+def evaluate_base_probes(version_id: int):
+    pipeline.run_base_probes(version_id)
+
+
+@shared_task(time_limit=settings.CELERY_EVAL_TIME_LIMIT_S)
+def readiness_check(demonstration_set_id: int):
+    return pipeline.run_readiness(demonstration_set_id)
+
+
+@shared_task(ignore_result=False, time_limit=300)
+def playground_generate(version_id: int, messages: list[dict], max_new_tokens: int = 128) -> str:
+    return pipeline.run_playground(version_id, messages, max_new_tokens)
+
+
+@shared_task
+def reap_stale_jobs():
+    return jobs.job_reap_stale()
