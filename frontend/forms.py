@@ -4,9 +4,9 @@ import json
 
 from django import forms
 from registry.models import TrainingJob
-from workers.engine.scoring import SCORER_KINDS
 
 from skills.models import Skill
+from workers.engine.scoring import SCORER_KINDS
 
 
 class SkillCreateForm(forms.Form):

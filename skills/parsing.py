@@ -106,9 +106,10 @@ class _FirstSeen:
 
     def __init__(self, slots: int = 1 << 14):
         self._mask = slots - 1
-        self._keys = array("Q", bytes(8 * slots))
-        self._lines = array("I", bytes(4 * slots))
-        self._tags = array("I", bytes(4 * slots))
+        # repetition fills in place; array(typecode, bytes(n)) would first build an n-byte temporary
+        self._keys = array("Q", [0]) * slots
+        self._lines = array("I", [0]) * slots
+        self._tags = array("I", [0]) * slots
         self._used = 0
 
     def add(self, key: int, tag: int, line: int) -> tuple[int, int] | None:

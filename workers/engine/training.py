@@ -371,9 +371,13 @@ class _EMATeacherAdapter(PEFTAdapterEMACallback):
     def _initialize_teacher_adapter(self):
         if self._initialized:
             return
-        super()._initialize_teacher_adapter()
         model = self.accelerator.unwrap_model(self.model) if self.accelerator is not None else self.model
-        student = get_peft_model_state_dict(model)
+        student_name = model.active_adapter or STUDENT_ADAPTER
+        self.teacher_adapter_config = model.peft_config[student_name]
+        student = get_peft_model_state_dict(model, adapter_name=student_name)
+        # On resume transformers may already have re-created the teacher adapter from the checkpoint.
+        if self.teacher_adapter_name not in model.peft_config:
+            model.add_adapter(self.teacher_adapter_name, self.teacher_adapter_config)
         saved = self.resume_from / self.FILE_NAME if self.resume_from else None
         if saved is not None and saved.is_file():
             state = load_file(str(saved))
@@ -381,10 +385,10 @@ class _EMATeacherAdapter(PEFTAdapterEMACallback):
             self.restored = True
         else:
             self.shadow_weights = {key: value.detach().clone() for key, value in student.items()}
-        active = model.active_adapter
         model.set_adapter(self.teacher_adapter_name)
         set_peft_model_state_dict(model, self.shadow_weights, adapter_name=self.teacher_adapter_name)
-        model.set_adapter(active)
+        model.set_adapter(student_name)  # also leaves only the student's weights trainable
+        self._initialized = True
 
     def on_save(self, args, state, control, **kwargs):
         if self.shadow_weights is None:

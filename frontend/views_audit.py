@@ -1,0 +1,28 @@
+"""The audit log (platform admins): every state change, filterable, newest first."""
+
+from django.core.paginator import Paginator
+from django.shortcuts import render
+from registry.errors import RoleRequired
+from registry.selectors import audit_events, audit_filter_choices
+
+from frontend.access import page
+from frontend.forms import AuditFilterForm
+
+PER_PAGE = 50
+
+
+@page
+def audit_log(request):
+    if not request.is_admin:
+        raise RoleRequired("The audit log is for platform admins: your account does not have that role.")
+    form = AuditFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    events = audit_events(action=filters.get("action") or "", team_id=filters.get("team"),
+                          actor=filters.get("actor") or "")
+    paginator = Paginator(events, PER_PAGE)
+    page_obj = paginator.get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "frontend/audit.html", {
+        "page": page_obj, "filters": filters, "choices": audit_filter_choices(), "query": query.urlencode(),
+    })

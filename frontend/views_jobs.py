@@ -1,0 +1,72 @@
+"""Training: the start form, the jobs list, a job's live page (polled fragment) and cancelling."""
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+from registry.models import Role
+from registry.selectors import job_page, jobs_visible_to
+from registry.services.jobs import job_cancel_request, job_request
+
+from frontend.access import can, job_or_404, page, require, skill_or_404
+from frontend.forms import TrainForm
+from skills.selectors import demonstration_sets_of
+from workers.engine.config import ConfigError
+
+
+@page
+def job_list(request):
+    jobs = jobs_visible_to(request.user).select_related("requested_by", "candidate")
+    if request.GET.get("team") != "all" and request.team is not None:
+        jobs = jobs.filter(skill__team=request.team)
+    return render(request, "frontend/job_list.html", {"jobs": jobs[:100]})
+
+
+@page
+def job_start(request, pk):
+    skill = skill_or_404(request, pk)
+    require(request, skill.team, Role.CONTRIBUTOR, action=f"start training for {skill.name}")
+    form = TrainForm(request.POST or None, demonstration_sets=demonstration_sets_of(skill))
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                job = job_request(skill=skill, demonstration_set=form.cleaned_data["demonstration_set"],
+                                  method=form.cleaned_data["method"], config=form.config(), actor=request.user)
+            except ConfigError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"Training job {job.pk} queued: it starts from the production model "
+                                          "when a training worker picks it up.")
+                return redirect("job_detail", pk=job.pk)
+    return render(request, "frontend/job_start.html", {"skill": skill, "form": form,
+                                                       "has_sets": demonstration_sets_of(skill).exists()},
+                  status=status)
+
+
+@page
+def job_detail(request, pk):
+    job = job_or_404(request, pk)
+    context = job_page(job)
+    context["can_cancel"] = job.is_active and can(request, Role.CONTRIBUTOR, job.skill.team)
+    return render(request, "frontend/job_detail.html", context)
+
+
+@page
+def job_progress(request, pk):
+    """The live part of the job page, polled every 2 s while the job is active."""
+    job = job_or_404(request, pk)
+    context = job_page(job)
+    context["can_cancel"] = job.is_active and can(request, Role.CONTRIBUTOR, job.skill.team)
+    return render(request, "frontend/_job_progress.html", context)
+
+
+@page
+@require_POST
+def job_cancel(request, pk):
+    job = job_or_404(request, pk)
+    job = job_cancel_request(job=job, actor=request.user)
+    messages.info(request, f"Cancel requested for job {job.pk}" + (
+        "; it was cancelled before it started." if job.status == job.Status.CANCELLED
+        else "; the worker stops after its current step."))
+    return redirect("job_detail", pk=job.pk)

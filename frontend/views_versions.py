@@ -1,0 +1,85 @@
+"""Model versions: the lineage, a version's scorecard and gate report, retraining a stale candidate,
+asking for promotion, and the forgetting matrix (page and JSON)."""
+
+from django.contrib import messages
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+from registry.models import ModelVersion, Role
+from registry.selectors import (
+    forgetting_matrix,
+    lineage,
+    production_version,
+    version_page,
+    versions_visible_to,
+)
+from registry.services.approvals import promotion_request_create
+from registry.services.jobs import job_request
+
+from frontend.access import can, page, require, version_or_404
+
+
+@page
+def version_list(request):
+    versions = versions_visible_to(request.user).select_related("training_job", "promoted_by", "gate")
+    return render(request, "frontend/version_list.html", {
+        "versions": versions.order_by("-number")[:200], "lineage": lineage(production_version()),
+    })
+
+
+@page
+def version_detail(request, pk):
+    version = version_or_404(request, pk)
+    context = version_page(version, request.user)
+    team = version.skill.team if version.skill_id else None
+    context["can_contribute"] = team is not None and can(request, Role.CONTRIBUTOR, team)
+    return render(request, "frontend/version_detail.html", context)
+
+
+@page
+@require_POST
+def version_retrain(request, pk):
+    version = version_or_404(request, pk)
+    job = version.training_job
+    if job is None or version.status != ModelVersion.Status.STALE:
+        messages.error(request, f"{version} is not a stale candidate: only those are retrained from here.")
+        return redirect("version_detail", pk=version.pk)
+    new_job = job_request(skill=job.skill, demonstration_set=job.demonstration_set, method=job.method,
+                          config=_user_config(job.config), actor=request.user)
+    messages.success(request, f"Retraining {job.skill.name} on the current production model as job {new_job.pk}.")
+    return redirect("job_detail", pk=new_job.pk)
+
+
+def _user_config(snapshot: dict) -> dict:
+    # The snapshot already holds method and teacher_style; job_request sets those itself.
+    return {k: v for k, v in snapshot.items() if k not in {"method", "teacher_style"}}
+
+
+@page
+@require_POST
+def version_request_promotion(request, pk):
+    version = version_or_404(request, pk)
+    if version.skill_id is None:
+        messages.error(request, "A base version is not promoted through approvals.")
+        return redirect("version_detail", pk=version.pk)
+    require(request, version.skill.team, Role.CONTRIBUTOR, action=f"ask for the promotion of {version}")
+    promotion_request_create(version=version, actor=request.user, comment=request.POST.get("comment", ""))
+    messages.success(request, f"Promotion of {version} requested: another skill owner of "
+                              f"{version.skill.team.name} must approve it.")
+    return redirect("version_detail", pk=version.pk)
+
+
+def _matrix_for(user) -> dict:
+    versions = list(versions_visible_to(user).exclude(status=ModelVersion.Status.FAILED).select_related(
+        "training_job").order_by("number"))
+    return forgetting_matrix(versions)
+
+
+@page
+def matrix(request):
+    return render(request, "frontend/matrix.html", {"matrix": _matrix_for(request.user)})
+
+
+@page
+def matrix_json(request):
+    return JsonResponse(_matrix_for(request.user))

@@ -1,0 +1,100 @@
+"""Fixtures for the browser views: signed-in clients, an HR skill, upload files, fake Celery tasks."""
+
+import json
+import sys
+import types
+
+import pytest
+from django.test import Client
+
+
+def jsonl(rows: list[dict]) -> bytes:
+    return ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
+
+
+def good_rows(n: int = 30) -> list[dict]:
+    return [{"prompt": f"Give the policy code for request number {i}.", "demonstration": f"POL-{i:03d}",
+             "reference": f"POL-{i:03d}"} for i in range(n)]
+
+
+@pytest.fixture
+def good_file() -> bytes:
+    return jsonl(good_rows())
+
+
+@pytest.fixture
+def bad_file() -> bytes:
+    rows = good_rows()
+    rows[2] = {"prompt": "A row without its demonstration."}  # line 3
+    return jsonl(rows)
+
+
+@pytest.fixture(autouse=True)
+def var_dir(settings, tmp_path):
+    """Uploads land under a per-test VAR_DIR, so a test can list exactly what was written."""
+    settings.VAR_DIR = tmp_path / "var"
+    settings.VAR_DIR.mkdir()
+    return settings.VAR_DIR
+
+
+@pytest.fixture
+def login(people):
+    def client_for(name: str, **kwargs) -> Client:
+        client = Client(**kwargs)
+        client.force_login(people[name])
+        return client
+
+    return client_for
+
+
+@pytest.fixture
+def hr_skill(people):
+    from skills.models import DemonstrationSet, EvalCase, EvalSuite, Skill
+
+    s = Skill.objects.create(team=people["hr"], slug="leave-codes", name="Leave codes", scorer="exact")
+    dset = DemonstrationSet.objects.create(skill=s, version=1, content_sha256="b" * 64, format="prompt_jsonl",
+                                           filename="leave.jsonl", row_count=30, train_count=20, eval_count=10,
+                                           split_seed=1)
+    suite = EvalSuite.objects.create(kind="skill", source="split", skill=s, demonstration_set=dset)
+    for i in range(5):
+        EvalCase.objects.create(suite=suite, key=f"h{i}", prompt=[{"role": "user", "content": f"q{i}"}],
+                                reference=f"a{i}")
+    return s
+
+
+@pytest.fixture
+def open_request(make_candidate, people):
+    """A candidate that passed the gate, put up for approval by a skill owner of its team."""
+    from registry.services.approvals import promotion_request_create
+
+    def make(skill, *, by=None):
+        version = make_candidate(skill)
+        requester = by or (people["dave"] if skill.team == people["legal"] else people["carol"])
+        return promotion_request_create(version=version, actor=requester)
+
+    return make
+
+
+@pytest.fixture
+def fake_tasks(monkeypatch):
+    """workers.tasks stand-in: records what the web process enqueued, loads no engine."""
+    calls = []
+
+    class Task:
+        def __init__(self, name, result=None):
+            self.name, self.result = name, result
+
+        def delay(self, *args):
+            calls.append((self.name, args, {}))
+
+        def apply_async(self, args=(), **kwargs):
+            calls.append((self.name, tuple(args), kwargs))
+            return self.result
+
+    module = types.ModuleType("workers.tasks")
+    module.readiness_check = Task("readiness_check")
+    module.train_job = Task("train_job")
+    module.playground_generate = Task("playground_generate")
+    module.calls = calls
+    monkeypatch.setitem(sys.modules, "workers.tasks", module)
+    return module
