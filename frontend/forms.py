@@ -54,10 +54,10 @@ class TrainForm(forms.Form):
                                widget=forms.RadioSelect)
     demonstration_set = forms.ModelChoiceField(queryset=None, empty_label=None)
     learning_rate = forms.FloatField(required=False, min_value=0, help_text="Default: the method's default.")
-    num_epochs = forms.FloatField(required=False, min_value=0, help_text="Default 1.")
+    num_epochs = forms.FloatField(required=False, min_value=0, label="Epochs", help_text="Default 1.")
     max_steps = forms.IntegerField(required=False, min_value=1, help_text="Overrides epochs when set.")
     batch_size = forms.IntegerField(required=False, min_value=1, help_text="Default 4.")
-    lora_r = forms.IntegerField(required=False, min_value=1, help_text="Default 8.")
+    lora_r = forms.IntegerField(required=False, min_value=1, label="LoRA rank (r)", help_text="Default 8.")
 
     HYPERPARAMETERS = ("learning_rate", "num_epochs", "max_steps", "batch_size", "lora_r")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from skills.demonstration_formats import FORMATS, Problem, ProblemList, detect_format, read_records
 
 __all__ = [
-    "FORMATS", "LengthStats", "ParsedRow", "Problem", "UploadLimits", "ValidationReport",
+    "CHARS_PER_TOKEN", "FORMATS", "LengthStats", "ParsedRow", "Problem", "UploadLimits", "ValidationReport",
     "count_tokens_with", "iter_rows", "split_rows", "validate_upload",
 ]
 

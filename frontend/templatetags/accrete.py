@@ -21,6 +21,12 @@ def badge_class(status) -> str:
 
 
 @register.filter
+def status_text(value) -> str:
+    """awaiting_approval -> awaiting approval (labels that are already words pass through)."""
+    return str(value).replace("_", " ")
+
+
+@register.filter
 def pct(value) -> str:
     if value is None or value == "":
         return "—"

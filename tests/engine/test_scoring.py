@@ -1,13 +1,16 @@
 import pytest
 
-from workers.engine.scoring import SCORER_KINDS, extract_choice, extract_numbers, score, validate_options
+from workers.engine.answer_extraction import extract_choice, extract_numbers
+from workers.engine.scoring import SCORER_KINDS, score, validate_options
 
 
-def test_it_does_not_import_torch_or_django():
+@pytest.mark.parametrize("module", ["workers.engine.scoring", "workers.engine.probes"])
+def test_it_does_not_import_torch_or_django(module):
+    # the web process scores and lists probes; it must never pay for (or depend on) torch
     import subprocess
     import sys
 
-    code = "import sys, workers.engine.scoring; print(sorted({'torch', 'django'} & set(sys.modules)))"
+    code = f"import sys, {module}; print(sorted({{'torch', 'django'}} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -2,6 +2,7 @@
 
 from django.urls import reverse
 from registry.models import Approval, AuditEvent, ModelVersion, PromotionRequest, TrainingJob
+
 from skills.models import Skill
 
 

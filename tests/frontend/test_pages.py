@@ -2,6 +2,7 @@
 
 from django.urls import reverse
 from registry.models import EvalRun, GateResult, JobEvent, MetricPoint, TrainingJob
+
 from skills.models import EvalSuite
 
 

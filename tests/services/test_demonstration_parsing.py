@@ -17,6 +17,15 @@ from skills.parsing import (
 LIMITS = UploadLimits()
 
 
+def test_parsing_does_not_import_django_or_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, skills.parsing; print(sorted({'torch', 'django'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def _chat(user: str, assistant: str, system: str | None = None) -> dict:
     messages = [{"role": "system", "content": system}] if system else []
     return {"messages": messages + [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
