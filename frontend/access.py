@@ -8,11 +8,11 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
+
 from registry.errors import RoleRequired, SelfApprovalError, TransitionError
 from registry.models import ModelVersion, PromotionRequest, Role, Team, TrainingJob
 from registry.permissions import has_role, is_platform_admin, role_in
 from registry.selectors import teams_of, versions_visible_to
-
 from skills.models import DemonstrationSet, Skill
 
 SESSION_TEAM = "team_id"

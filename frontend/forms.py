@@ -3,8 +3,8 @@
 import json
 
 from django import forms
-from registry.models import TrainingJob
 
+from registry.models import TrainingJob
 from skills.models import Skill
 from workers.engine.scoring import SCORER_KINDS
 

@@ -3,11 +3,11 @@
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
-from registry.selectors import requests_awaiting
-from registry.services.approvals import approval_decide
 
 from frontend.access import page, promotion_request_or_404
 from frontend.forms import DecisionForm
+from registry.selectors import requests_awaiting
+from registry.services.approvals import approval_decide
 
 
 @page

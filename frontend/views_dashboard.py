@@ -3,9 +3,9 @@
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
-from registry.selectors import dashboard_summary, teams_of
 
 from frontend.access import SESSION_TEAM, page
+from registry.selectors import dashboard_summary, teams_of
 
 
 @page

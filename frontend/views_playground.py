@@ -1,10 +1,10 @@
 """The playground: one prompt to one or two versions, answered by an eval worker."""
 
 from django.shortcuts import render
-from registry.selectors import production_version, versions_visible_to
 
 from frontend.access import page
 from frontend.forms import PlaygroundForm
+from registry.selectors import production_version, versions_visible_to
 
 WAIT_SECONDS = 60
 TIMEOUT_MESSAGE = (f"No eval worker answered within {WAIT_SECONDS} s — start one with `make worker`.")

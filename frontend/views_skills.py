@@ -3,10 +3,10 @@
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
-from registry.models import Role
 
 from frontend.access import can, page, require, skill_or_404
 from frontend.forms import SkillCreateForm
+from registry.models import Role
 from skills.selectors import skill_page, skills_of_team
 from skills.services import skill_create
 

@@ -11,10 +11,10 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
-from registry.models import Role
 
 from frontend.access import attach_nav, demonstration_set_or_404, page, require, skill_or_404
 from frontend.forms import UploadForm
+from registry.models import Role
 from skills.selectors import skills_of_team
 from skills.services import demonstration_set_upload
 

@@ -5,6 +5,8 @@ from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
+
+from frontend.access import can, page, require, version_or_404
 from registry.models import ModelVersion, Role
 from registry.selectors import (
     forgetting_matrix,
@@ -15,8 +17,6 @@ from registry.selectors import (
 )
 from registry.services.approvals import promotion_request_create
 from registry.services.jobs import job_request
-
-from frontend.access import can, page, require, version_or_404
 
 
 @page

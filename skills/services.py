@@ -7,11 +7,11 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
+
 from registry.models import Role
 from registry.permissions import require_role
 from registry.services.audit import audit_record
 from registry.services.versions import production_version
-
 from skills.models import Demonstration, DemonstrationSet, EvalCase, EvalSuite, Skill
 from skills.parsing import (
     UploadLimits,

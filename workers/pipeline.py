@@ -11,11 +11,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+
 from registry.models import ModelVersion, TrainingJob
 from registry.services import evaluations, gates, jobs
 from registry.services.approvals import promotion_request_create
 from registry.services.versions import version_transition
-
 from skills.models import DemonstrationSet, EvalSuite
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,6 @@ def run_readiness(demonstration_set_id: int, n: int = 10) -> dict:
     from dataclasses import asdict
 
     from registry.selectors import production_version
-
     from workers.engine.readiness import readiness_check
 
     dset = DemonstrationSet.objects.select_related("skill").get(pk=demonstration_set_id)

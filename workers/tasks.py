@@ -7,8 +7,8 @@ from celery import shared_task
 from celery.signals import worker_process_init
 from celery.utils.log import get_task_logger
 from django.conf import settings
-from registry.services import jobs
 
+from registry.services import jobs
 from workers import pipeline
 
 log = get_task_logger(__name__)

@@ -69,7 +69,6 @@ def showcase(people, skill, base_version, make_candidate):
     """A lineage worth looking at: probes and a second skill scored, a candidate that passed the gate and
     awaits bob (dave asked), one the gate blocked, and a job running."""
     from registry.models import EvalRun, GateResult, JobEvent, MetricPoint, PromotionRequest, TrainingJob
-
     from skills.models import DemonstrationSet, EvalCase, EvalSuite, Skill
 
     probes = EvalSuite.objects.create(kind="probes", source="builtin", base_model=base_version.base_model)

@@ -1,8 +1,8 @@
 """Forms and actions: creating skills, starting and cancelling training, approving and rejecting."""
 
 from django.urls import reverse
-from registry.models import Approval, AuditEvent, ModelVersion, PromotionRequest, TrainingJob
 
+from registry.models import Approval, AuditEvent, ModelVersion, PromotionRequest, TrainingJob
 from skills.models import Skill
 
 

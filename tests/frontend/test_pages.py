@@ -1,8 +1,8 @@
 """What the pages show: dashboard, job progress, gate report, forgetting matrix, playground, audit."""
 
 from django.urls import reverse
-from registry.models import EvalRun, GateResult, JobEvent, MetricPoint, TrainingJob
 
+from registry.models import EvalRun, GateResult, JobEvent, MetricPoint, TrainingJob
 from skills.models import EvalSuite
 
 

@@ -33,6 +33,7 @@ def expected(role: str, action: str, team: str) -> int:
 @pytest.fixture
 def act(login, skill, hr_skill, base_version, open_request, good_file):
     from django.core.files.uploadedfile import SimpleUploadedFile
+
     from registry.models import TrainingJob
 
     def run(username: str, action: str, team: str):
