@@ -125,35 +125,28 @@ def run_training(job_id: int, worker: str) -> int | None:
     return version.pk
 
 
-def _items(suite: EvalSuite) -> dict[tuple[str, str], list]:
-    """Eval items grouped by (scorer, options): probes carry their own scorer, skill cases the skill's."""
-    from workers.engine.data import EvalItem
-
-    groups: dict[tuple[str, str], list] = {}
-    for case in suite.cases.all():
-        scorer = case.scorer or suite.skill.scorer
-        options = case.scorer_options if case.scorer else suite.skill.scorer_options
-        groups.setdefault((scorer, json.dumps(options, sort_keys=True)), []).append(
-            EvalItem(case_id=str(case.pk), prompt=case.prompt, reference=case.reference))
-    return groups
-
-
 def score_version_on(version: ModelVersion, suite: EvalSuite, generator) -> None:
     """Compute (once) a version's scores on a suite. Skips when they exist or are being computed."""
-    from workers.engine.evaluation import evaluate
     from workers.engine.probes import PROBE_MAX_NEW_TOKENS
+    from workers.engine.scoring import score
 
     run = evaluations.eval_run_claim(version=version, suite=suite)
     if run is None:
         return
     started = time.monotonic()
     try:
+        # Probes the base model got wrong never count, so only the base answers all of them.
+        cases = list(suite.cases.filter(counted=True) if version.parent_id else suite.cases.all())
         max_new = PROBE_MAX_NEW_TOKENS if suite.kind == EvalSuite.Kind.PROBES else suite.skill.max_new_tokens
+        answers = generator().generate([case.prompt for case in cases], max_new_tokens=max_new, batch_size=16)
         outputs = []
-        for (scorer, options), items in _items(suite).items():
-            for out in evaluate(generator(), items, scorer, json.loads(options), max_new_tokens=max_new):
-                outputs.append({"case_id": int(out.case_id), "output": out.output, "passed": out.passed,
-                                "score": out.score, "extracted": out.extracted, "detail": out.detail})
+        for case, answer in zip(cases, answers, strict=True):
+            # Probes carry their own scorer; a skill's cases use the skill's.
+            kind, options = (case.scorer, case.scorer_options) if case.scorer else (suite.skill.scorer,
+                                                                                    suite.skill.scorer_options)
+            result = score(kind, answer, case.reference, options)
+            outputs.append({"case_id": case.pk, "output": answer, "passed": result.passed, "score": result.score,
+                            "extracted": result.extracted, "detail": result.detail})
         evaluations.eval_run_complete(run=run, outputs=outputs, seconds=time.monotonic() - started)
     except Exception as exc:
         evaluations.eval_run_fail(run=run, error=f"{type(exc).__name__}: {exc}")

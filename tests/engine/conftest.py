@@ -27,6 +27,18 @@ CHATML_TEMPLATE = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """The tiny model's matrices are too small to share between threads; on a busy 2-core CI box the
+    thread hand-offs made each step ~10x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def smollm2_gguf() -> Path | None:
     candidate = Path(os.environ.get("ACCRETE_SMOLLM2_GGUF") or DEFAULT_GGUF)
     return candidate if candidate.is_file() else None
