@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.text import slugify
 
 from registry.demo_report import write_report
 from registry.management.commands.gate import gate_table
@@ -83,25 +84,27 @@ class Command(BaseCommand):
         call_command("import_base_model", gguf=str(GGUF), name=BASE_NAME, stdout=self.stdout)
 
     def people(self):
+        """rui (a contributor) requests training; olivia (a skill owner) approves, in every demo team."""
         users = get_user_model().objects
-        team = Team.objects.get_or_create(slug="acme", defaults={"name": "Acme Corp"})[0]
+        teams = [Team.objects.get_or_create(slug=slugify(spec["team"]), defaults={"name": spec["team"]})[0]
+                 for spec in json.loads((DATA / "skills.json").read_text())]
         made = []
         for name, role in (("rui", Role.CONTRIBUTOR), ("olivia", Role.SKILL_OWNER)):
             user = users.filter(username=name).first()
             if user is None:
                 user = users.create_user(username=name, password="demo-pass")
-            Membership.objects.get_or_create(user=user, team=team, defaults={"role": role})
+            for team in teams:
+                Membership.objects.get_or_create(user=user, team=team, defaults={"role": role})
             made.append(user)
         if not users.filter(username="admin").exists():
             users.create_superuser(username="admin", password="demo-pass")
         return made
 
     def load_skills(self, requester) -> list[Skill]:
-        team = Team.objects.get(slug="acme")
         skills = []
         for spec in json.loads((DATA / "skills.json").read_text()):
             skill, created = Skill.objects.get_or_create(slug=spec["slug"], defaults={
-                "team": team, "name": spec["name"], "description": spec["description"], "scorer": spec["scorer"],
+                "team": Team.objects.get(slug=slugify(spec["team"])), "name": spec["name"], "description": spec["description"], "scorer": spec["scorer"],
                 "scorer_options": spec.get("scorer_options", {}), "teacher_style": spec["teacher_style"],
                 "tolerance": spec.get("tolerance", 0.0), "min_gain": spec.get("min_gain", 0.0),
                 "max_new_tokens": spec.get("max_new_tokens", 48)})
