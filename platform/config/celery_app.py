@@ -4,15 +4,21 @@
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+QUEUES = ("train", "eval", "default")
 
 app = Celery("accrete")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
-    task_queues=[Queue("train"), Queue("eval"), Queue("default")],
+    # Each queue with its own direct exchange and routing key: a bare Queue(name) binds every queue to
+    # the default exchange under the key "default", and a task routed to "eval" then reaches no queue.
+    task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
     task_default_queue="default",
+    task_default_exchange="default",
+    task_default_routing_key="default",
     task_routes={
         "workers.tasks.train_job": {"queue": "train"},
         "workers.tasks.gate_candidate": {"queue": "eval"},

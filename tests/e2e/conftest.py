@@ -131,3 +131,13 @@ def showcase(people, skill, base_version, make_candidate):
     JobEvent.objects.create(job=job, kind="queued", message="Queued for a training worker.")
     JobEvent.objects.create(job=job, kind="running", message="Running on gpu-0 (attempt 1) from v1.")
     return {"good": good, "request": request, "blocked": blocked, "job": job, "contracts": contracts}
+
+
+# The live-worker journey reuses the pipeline tests' real workers and tiny production model.
+from tests.pipeline.conftest import (  # noqa: E402, F401
+    artifacts,
+    tiny_model_dir,
+    tiny_production,
+    tokenizer_dir,
+    workers,
+)

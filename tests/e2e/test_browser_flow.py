@@ -147,17 +147,3 @@ def test_an_admin_reads_the_audit_log(open_browser, showcase):
 
     assert page.locator("[data-testid=audit] tbody tr").count() == 1
     screenshot(page, "audit")
-
-
-@pytest.mark.skip(reason="needs the lead's live Celery worker fixture and a tiny model (workers/tasks.py)")
-def test_training_with_a_live_worker(open_browser, skill, base_version):
-    """To enable: provide a `live_worker` fixture (train + eval queues, tiny model), then this reads:
-    upload a good file → Start training → the bar moves → job succeeds → gate report → bob approves."""
-    page = open_browser()
-    sign_in(page, "alice")
-    upload(page, skill, "codes.jsonl", good_file())
-    page.click("text=Save as a new demonstration set")
-    page.goto(f"/skills/{skill.pk}/train/")
-    page.click("text=Start training")
-    page.wait_for_function("document.querySelector('.badge') && "
-                           "document.querySelector('#job-live').innerText.includes('Succeeded')", timeout=600_000)

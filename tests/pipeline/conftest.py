@@ -118,13 +118,13 @@ def workers(artifacts):
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory):
-    from tests.engine.conftest import tokenizer_dir as build
+    from tests.tiny_models import tokenizer_build
 
-    return build.__wrapped__(tmp_path_factory)
+    return tokenizer_build(tmp_path_factory.mktemp("tokenizer"))
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer_dir):
-    from tests.engine.conftest import tiny_model_dir as build
+    from tests.tiny_models import tiny_model_build
 
-    return build.__wrapped__(tmp_path_factory, tokenizer_dir)
+    return tiny_model_build(tmp_path_factory.mktemp("tiny-base") / "model", tokenizer_dir)

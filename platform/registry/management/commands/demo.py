@@ -203,8 +203,8 @@ class Command(BaseCommand):
                 kl = f" KL {job.kl:.4f}" if job.kl is not None else ""
                 line = (f"  [{'#' * filled}{'.' * (width - filled)}] step {job.step}/{job.total_steps} "
                         f"loss {job.loss if job.loss is not None else float('nan'):.4f}{kl} ETA {eta}")
-                if line != last:
-                    self.stdout.write("\r" + line, ending="")
+                if line != last and (self.stdout.isatty() or job.step % 5 == 0 or job.step == job.total_steps):
+                    self.stdout.write(("\r" if self.stdout.isatty() else "\n") + line, ending="")
                     self.stdout.flush()
                     last = line
             time.sleep(1)
@@ -217,14 +217,19 @@ class Command(BaseCommand):
         start = time.monotonic()
         spinner = "|/-\\"
         i = 0
+        tty = self.stdout.isatty()
+        if not tty:
+            self.say(f"  waiting for {what} …")
         while not done():
             if time.monotonic() - start > timeout:
                 raise CommandError(f"Timed out waiting for {what}; is a worker running?")
-            self.stdout.write(f"\r  waiting for {what} {spinner[i % 4]} {time.monotonic() - start:.0f} s", ending="")
-            self.stdout.flush()
+            if tty:
+                self.stdout.write(f"\r  waiting for {what} {spinner[i % 4]} {time.monotonic() - start:.0f} s", ending="")
+                self.stdout.flush()
             i += 1
             time.sleep(1)
-        self.stdout.write("\r" + " " * 70 + "\r", ending="")
+        if tty:
+            self.stdout.write("\r" + " " * 70 + "\r", ending="")
 
     def print_matrix(self, matrix):
         self.say("\nForgetting matrix (score per suite; Δ against each version's parent) — the numbers the gates used:",
