@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.pipeline import conftest as pipeline_fixtures
+
 # The pipeline tests' fixtures: ACCRETE_ARTIFACTS in tmp_path, the tiny model registered as production.
-from tests.pipeline.conftest import artifacts, tiny_production  # noqa: F401
+artifacts = pipeline_fixtures.artifacts
+tiny_production = pipeline_fixtures.tiny_production
 
 MAX_NEW_TOKENS = 8
 # Only the clean candidate's skill prompts carry this word; its input embedding is what the candidate changed.

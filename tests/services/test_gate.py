@@ -156,6 +156,35 @@ def test_a_candidate_whose_parent_left_production_becomes_stale(make_candidate, 
     assert AuditEvent.objects.get(action="version.stale", object_id=str(candidate.pk)).data["reason"] == "production moved"
 
 
+def test_a_candidate_overtaken_by_a_promotion_while_scored_stays_stale(make_candidate, base_version,
+                                                                       legal_skills, people, monkeypatch):
+    import workers.pipeline as pipeline
+
+    # given a sibling awaiting approval and a candidate whose scores the worker is (re)checking
+    other = make_candidate(legal_skills["codes"])
+    candidate = make_candidate(legal_skills["tagging"], status="candidate")
+    for version in (base_version, candidate):
+        scores_record(version, legal_skills["codes"], passing=20)
+        scores_record(version, legal_skills["tagging"], passing=20 if version == candidate else 0)
+    scoring = pipeline.score_version_on
+
+    def promote_the_sibling_first(version, suite, generator):
+        if other.status != "production":
+            other.refresh_from_db()
+            version_promote(version=other, actor=people["bob"])  # marks the candidate stale
+            other.refresh_from_db()
+        scoring(version, suite, generator)
+
+    monkeypatch.setattr(pipeline, "score_version_on", promote_the_sibling_first)
+    # when the worker gates it
+    verdict = pipeline.run_candidate_gate(candidate.pk)
+    # then the gate is recorded and the candidate stays stale: the worker does not crash on it
+    candidate.refresh_from_db()
+    assert verdict == "pass" and candidate.status == "stale" and candidate.gate.baseline == base_version
+    assert not candidate.promotion_requests.exists()
+    assert candidate.training_job.events.filter(kind="gate_pass").exists()
+
+
 # --- the tiny model -----------------------------------------------------------------------------------
 
 

