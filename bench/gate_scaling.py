@@ -66,12 +66,10 @@ class LoadClock:
 def register_base(name: str, artifact_path: str, architecture: str):
     from registry.services.base_models import base_model_register
     from workers.engine.probes import load_probes
-    from workers.pipeline import run_base_probes
 
-    version = base_model_register(name=name, source="bench", source_path=artifact_path, artifact_path=artifact_path,
-                                  sha256="0" * 64, architecture=architecture, num_parameters=0,
-                                  context_length=2048, probes=load_probes())
-    return version
+    return base_model_register(name=name, source="bench", source_path=artifact_path, artifact_path=artifact_path,
+                               sha256="0" * 64, architecture=architecture, num_parameters=0, context_length=2048,
+                               probes=load_probes())
 
 
 def probes_calibrate(version) -> int:

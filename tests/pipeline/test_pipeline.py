@@ -46,7 +46,7 @@ def test_a_skill_goes_from_upload_to_awaiting_approval(ok_skill, people, workers
 
 def test_a_cancelled_job_ends_cancelled_and_leaves_no_candidate(ok_skill, people, workers, artifacts):
     workers.start()
-    job = _request(ok_skill, people, num_epochs=200)
+    job = _request(ok_skill, people, num_epochs=100)
     wait_for(lambda: _job(job).status == "running" and job.step >= 1, what="the first step")
     job_cancel_request(job=job, actor=people["alice"])
     wait_for(lambda: _job(job).status != "running", what="the cancel", timeout=120)
@@ -89,15 +89,28 @@ def test_a_job_delivered_twice_trains_once(ok_skill, people, workers):
     assert JobEvent.objects.filter(job=job, kind="running").count() == 1
 
 
-def test_a_candidate_goes_stale_when_production_moves_under_its_job(ok_skill, people, workers, make_candidate):
+def _promoted_sibling(skill, parent, people):
+    """Another team's candidate from the same parent, gated and approved while our job runs."""
+    from registry.services.versions import version_create_candidate, version_transition
+
+    job = TrainingJob.objects.create(skill=skill, demonstration_set=skill.demonstration_sets.get(),
+                                     parent_version=parent, status="succeeded", requested_by=people["alice"])
+    version = version_create_candidate(job=job, artifact_path=parent.artifact_path, adapter_path="", checksums={},
+                                       metrics={})
+    for to in ("evaluating", "awaiting_approval"):
+        version = version_transition(version=version, to=to)
+    approval_decide(request=promotion_request_create(version=version, actor=people["alice"]),
+                    approver=people["bob"], decision="approve")
+    return version
+
+
+def test_a_candidate_goes_stale_when_production_moves_under_its_job(ok_skill, people, workers):
     # given a running job that started from the current production version
     workers.start()
     job = _request(ok_skill, people, num_epochs=30)
     wait_for(lambda: _job(job).status == "running", what="the job to start")
     # when another candidate of the same parent is promoted meanwhile
-    other = make_candidate(ok_skill, parent=job.parent_version)
-    approval_decide(request=promotion_request_create(version=other, actor=people["alice"]),
-                    approver=people["bob"], decision="approve")
+    _promoted_sibling(ok_skill, job.parent_version, people)
     # then the job's candidate is stale once gated, and cannot be promoted
     wait_for(lambda: _job(job).status == "succeeded", what="training", timeout=300)
     wait_for(lambda: ModelVersion.objects.get(training_job=job).status not in {"candidate", "evaluating"},
