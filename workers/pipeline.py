@@ -215,7 +215,8 @@ def run_readiness(demonstration_set_id: int, n: int = 10) -> dict:
     version = production_version()
     skill = dset.skill
     report = readiness_check(artifacts_root() / version.artifact_path, train_rows(dset), skill.teacher_style,
-                             skill.scorer, skill.scorer_options, n=n, max_new_tokens=skill.max_new_tokens)
+                             skill.scorer, skill.scorer_options, n=n, max_new_tokens=skill.max_new_tokens,
+                             batch_size=16)
     data = {**asdict(report), "version": version.number}
     DemonstrationSet.objects.filter(pk=dset.pk).update(readiness=data)
     return data
