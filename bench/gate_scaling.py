@@ -15,6 +15,9 @@ the verdict is not what is measured. Everything lives in a temp ACCRETE_VAR with
 
 Lineage: a candidate at the end of a lineage of 1 version and of 8 versions (every version scored)
 gates in the same time — a gate reads its parent's scores only, never the history.
+
+Run time on a shared 2-core box: ~2 min without SmolLM2 (--no-smollm2), ~17 min with it (converting
+it and scoring it on the 53 probes is most of that).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ so a blocked candidate cannot be promoted from the admin either."""
 
 from django.contrib import admin, messages
 
-from registry.errors import AccreteError
+from registry.errors import AccreteError, TransitionError
 from registry.models import (
     Approval,
     AuditEvent,
@@ -20,7 +20,8 @@ from registry.models import (
     Team,
     TrainingJob,
 )
-from registry.services.versions import version_promote, version_rollback
+from registry.services.approvals import approval_decide
+from registry.services.versions import require_awaiting_approval, version_rollback
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -66,11 +67,17 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request, obj=None):
         return obj is None  # the changelist (for actions) but no edit form
 
-    @admin.action(description="Promote to production (approved candidates that passed the gate only)")
+    @admin.action(description="Approve and promote (candidates that passed the gate, four-eyes)")
     def promote(self, request, queryset):
         for version in queryset:
             try:
-                version_promote(version=version, actor=request.user)
+                require_awaiting_approval(version)
+                open_request = PromotionRequest.objects.filter(version=version, status="open").first()
+                if open_request is None:
+                    raise TransitionError(f"v{version.number} has no open promotion request: its requester asks "
+                                          "for promotion first, then another skill owner approves.")
+                approval_decide(request=open_request, approver=request.user, decision="approve",
+                                comment="Approved in the admin.")
                 self.message_user(request, f"v{version.number} is now production.")
             except AccreteError as exc:
                 self.message_user(request, str(exc), level=messages.ERROR)

@@ -92,6 +92,14 @@ def version_create_candidate(*, job, artifact_path: str, adapter_path: str, chec
     raise AssertionError("unreachable")
 
 
+def require_awaiting_approval(version: ModelVersion) -> None:
+    if version.status != S.AWAITING_APPROVAL:
+        raise TransitionError(
+            f"Version v{version.number} is {S(version.status).label.lower()}; only a version awaiting "
+            "approval (it passed the gate) can be promoted."
+        )
+
+
 def version_promote(*, version: ModelVersion, actor=None) -> ModelVersion:
     """Make an approved candidate the production version: exactly one production version, always.
 
@@ -101,11 +109,7 @@ def version_promote(*, version: ModelVersion, actor=None) -> ModelVersion:
     with transaction.atomic():
         current = ModelVersion.objects.select_for_update().filter(status=S.PRODUCTION).first()
         version = ModelVersion.objects.select_for_update().get(pk=version.pk)
-        if version.status != S.AWAITING_APPROVAL:
-            raise TransitionError(
-                f"Version v{version.number} is {S(version.status).label.lower()}; only a version awaiting "
-                "approval (it passed the gate) can be promoted."
-            )
+        require_awaiting_approval(version)
         stale = current is None or version.parent_id != current.pk
         if stale:
             # Recorded, then refused outside the block so the stale mark is kept.
@@ -128,8 +132,12 @@ def version_promote(*, version: ModelVersion, actor=None) -> ModelVersion:
 def _mark_siblings_stale(*, old_production: ModelVersion, actor) -> None:
     live = [S.CANDIDATE, S.EVALUATING, S.AWAITING_APPROVAL]
     for sibling in ModelVersion.objects.filter(parent=old_production, status__in=live):
-        version_transition(version=sibling, to=S.STALE, actor=actor,
-                           data={"reason": "production moved; retrain on the new production"})
+        try:
+            version_transition(version=sibling, to=S.STALE, actor=actor,
+                               data={"reason": "production moved; retrain on the new production"})
+        except TransitionError:
+            # Its gate moved it meanwhile; a gate or an approval that sees production moved marks it stale.
+            continue
 
 
 def version_rollback(*, version: ModelVersion, actor) -> ModelVersion:
