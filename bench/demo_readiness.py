@@ -241,13 +241,13 @@ def main(argv=None) -> int:
         for st in styles:
             conds[f"teacher/same/{st}"] = [teacher_messages(r["prompt"], r["demonstration"], st) for r in sel]
             conds[f"teacher/other/{st}"] = [
-                teacher_messages(r["prompt"], o["demonstration"], st) for r, o in zip(sel, other)
+                teacher_messages(r["prompt"], o["demonstration"], st) for r, o in zip(sel, other, strict=True)
             ]
         result = {"slug": sk["slug"], "n": n}
         for cname, convs in conds.items():
             outs = gen(convs, args.max_new_tokens, args.batch_size)
             passed = 0
-            for i, (r, out) in enumerate(zip(sel, outs)):
+            for i, (r, out) in enumerate(zip(sel, outs, strict=True)):
                 cs = score(sk["scorer"], out, r["reference"], sk.get("scorer_options") or {})
                 passed += bool(cs.passed)
                 cases.append({"slug": sk["slug"], "condition": cname, "i": i, "output": out,
