@@ -42,11 +42,11 @@ def test_alice_trains_a_skill_and_bob_promotes_it(open_browser, empty_skill, wor
     # start training (the SFT baseline at a rate the tiny model learns "OK" from in seconds)
     page.goto(f"/skills/{empty_skill.pk}/train/")
     page.check("input[name=method][value=sft]")
-    page.click("summary")
+    page.click("details.advanced > summary")
     page.fill("input[name=learning_rate]", "0.005")
     page.fill("input[name=num_epochs]", "20")
-    page.click("text=Start training")
-    page.wait_for_url("**/jobs/*/")
+    page.click("button:has-text('Start training')")
+    page.wait_for_selector("[data-testid=job-live]", timeout=30_000)
     job = TrainingJob.objects.get(skill=empty_skill)
 
     # the progress bar moves while the worker trains, then the job finishes
