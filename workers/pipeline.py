@@ -12,6 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from registry.errors import GateNotReady
 from registry.models import ModelVersion, TrainingJob
 from registry.services import evaluations, gates, jobs
 from registry.services.approvals import promotion_request_create
@@ -42,7 +43,10 @@ class _Heartbeat:
     def _run(self):
         try:
             while not self.stop.wait(HEARTBEAT_EVERY_S):
-                jobs.job_heartbeat(job_id=self.job_id)
+                try:
+                    jobs.job_heartbeat(job_id=self.job_id)
+                except Exception:  # a locked database must not silence the heartbeat for good
+                    log.warning("heartbeat of job %s failed; retrying", self.job_id, exc_info=True)
         finally:
             connection.close()
 
@@ -181,28 +185,32 @@ def run_base_probes(version_id: int) -> None:
 def run_candidate_gate(version_id: int) -> str | None:
     """Score the candidate (and, once, its parent) on every gate suite, then gate it."""
     version = ModelVersion.objects.select_related("parent", "skill", "training_job").get(pk=version_id)
-    if version.status == ModelVersion.Status.CANDIDATE:
+    if version.status in {ModelVersion.Status.CANDIDATE, ModelVersion.Status.FAILED}:
         version = version_transition(version=version, to=ModelVersion.Status.EVALUATING)
-    if version.status != ModelVersion.Status.EVALUATING:
-        return None
-    try:
-        suites = gates.gate_suites(candidate=version)
-        for subject in (version.parent, version):
-            generator = _LazyGenerator(subject)
-            for suite in suites:
-                score_version_on(subject, suite, generator)
-        gate = gates.gate_evaluate(candidate=version)
-    except Exception:
-        version_transition(version=version, to=ModelVersion.Status.FAILED)
-        raise
+    if version.status == ModelVersion.Status.EVALUATING:
+        try:
+            suites = gates.gate_suites(candidate=version)
+            for subject in (version.parent, version):
+                generator = _LazyGenerator(subject)
+                for suite in suites:
+                    score_version_on(subject, suite, generator)
+            gate = gates.gate_evaluate(candidate=version)
+        except GateNotReady:
+            raise  # another worker is still scoring a suite: the task retries later
+        except Exception:
+            version_transition(version=version, to=ModelVersion.Status.FAILED)
+            raise
+        job = version.training_job
+        if job is not None:
+            jobs.job_event(job=job, kind=f"gate_{gate.verdict}",
+                           message=f"Gate {gate.verdict}: " + ("; ".join(gate.reasons) or "no skill dropped."))
     version.refresh_from_db()
     job = version.training_job
+    # Also on a redelivery after a crash between the gate and this line: the request is never lost.
     if version.status == ModelVersion.Status.AWAITING_APPROVAL and job is not None and job.requested_by_id:
         promotion_request_create(version=version, actor=job.requested_by, comment="Passed the gate.")
-    if job is not None:
-        jobs.job_event(job=job, kind=f"gate_{gate.verdict}",
-                       message=f"Gate {gate.verdict}: " + ("; ".join(gate.reasons) or "no skill dropped."))
-    return gate.verdict
+    gate = getattr(version, "gate", None)
+    return gate.verdict if gate is not None else None
 
 
 def run_readiness(demonstration_set_id: int, n: int = 10) -> dict:

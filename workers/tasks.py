@@ -8,6 +8,8 @@ from celery.signals import worker_process_init
 from celery.utils.log import get_task_logger
 from django.conf import settings
 
+from registry.errors import GateNotReady
+from registry.models import ModelVersion
 from registry.services import jobs
 from workers import pipeline
 
@@ -30,19 +32,21 @@ def _worker_name(task) -> str:
              time_limit=settings.CELERY_TRAIN_TIME_LIMIT_S, soft_time_limit=settings.CELERY_TRAIN_TIME_LIMIT_S - 60)
 def train_job(self, job_id: int):
     version_id = pipeline.run_training(job_id, _worker_name(self))
+    if version_id is None:
+        # A redelivery after the worker died between creating the candidate and enqueueing its gate.
+        version_id = ModelVersion.objects.filter(training_job_id=job_id, status=ModelVersion.Status.CANDIDATE
+                                                 ).values_list("pk", flat=True).first()
     if version_id is not None:
         gate_candidate.delay(version_id)
     return version_id
 
 
-@shared_task(bind=True, acks_late=True, time_limit=settings.CELERY_EVAL_TIME_LIMIT_S)
+@shared_task(bind=True, acks_late=True, time_limit=settings.CELERY_EVAL_TIME_LIMIT_S, max_retries=60)
 def gate_candidate(self, version_id: int):
-    return pipeline.run_candidate_gate(version_id)
-
-
-@shared_task(acks_late=True, time_limit=settings.CELERY_EVAL_TIME_LIMIT_S)
-def evaluate_base_probes(version_id: int):
-    pipeline.run_base_probes(version_id)
+    try:
+        return pipeline.run_candidate_gate(version_id)
+    except GateNotReady as exc:
+        raise self.retry(exc=exc, countdown=30) from exc
 
 
 @shared_task(time_limit=settings.CELERY_EVAL_TIME_LIMIT_S)

@@ -22,7 +22,6 @@ app.conf.update(
     task_routes={
         "workers.tasks.train_job": {"queue": "train"},
         "workers.tasks.gate_candidate": {"queue": "eval"},
-        "workers.tasks.evaluate_base_probes": {"queue": "eval"},
         "workers.tasks.playground_generate": {"queue": "eval"},
         "workers.tasks.readiness_check": {"queue": "eval"},
     },

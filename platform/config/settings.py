@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from config.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-VAR_DIR = Path(env_str("ACCRETE_VAR", str(BASE_DIR / "var")))
+VAR_DIR = Path(env_str("ACCRETE_VAR", str(BASE_DIR / "var"))).resolve()
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
@@ -33,6 +33,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -88,7 +89,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Inside the image, not the data volume: collected at build time, served by WhiteNoise.
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -114,26 +120,28 @@ ACCRETE_ARTIFACTS = Path(env_str("ACCRETE_ARTIFACTS", str(VAR_DIR / "artifacts")
 ACCRETE_UPLOAD_MAX_BYTES = env_int("ACCRETE_UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 ACCRETE_UPLOAD_MAX_ROWS = env_int("ACCRETE_UPLOAD_MAX_ROWS", 200_000, minimum=10)
 ACCRETE_UPLOAD_MIN_ROWS = env_int("ACCRETE_UPLOAD_MIN_ROWS", 10, minimum=1)
-ACCRETE_EVAL_FRACTION = env_float("ACCRETE_EVAL_FRACTION", 0.2, minimum=0.0)
+ACCRETE_EVAL_FRACTION = env_float("ACCRETE_EVAL_FRACTION", 0.2, minimum=0.01)
+if ACCRETE_EVAL_FRACTION >= 1:
+    raise ImproperlyConfigured(f"ACCRETE_EVAL_FRACTION={ACCRETE_EVAL_FRACTION} must be below 1 (a share of the rows).")
 ACCRETE_EVAL_MIN_CASES = env_int("ACCRETE_EVAL_MIN_CASES", 5, minimum=1)
-ACCRETE_EVAL_MAX_CASES = env_int("ACCRETE_EVAL_MAX_CASES", 200, minimum=1)
+ACCRETE_EVAL_MAX_CASES = env_int("ACCRETE_EVAL_MAX_CASES", 200, minimum=ACCRETE_EVAL_MIN_CASES)
 # A job whose heartbeat is older than this is presumed dead (its worker crashed) and is reaped.
 ACCRETE_HEARTBEAT_TIMEOUT_S = env_int("ACCRETE_HEARTBEAT_TIMEOUT_S", 300, minimum=5)
 ACCRETE_JOB_MAX_ATTEMPTS = env_int("ACCRETE_JOB_MAX_ATTEMPTS", 2, minimum=1)
 ACCRETE_PROGRESS_MIN_INTERVAL_S = env_float("ACCRETE_PROGRESS_MIN_INTERVAL_S", 2.0, minimum=0.0)
-ACCRETE_WEBHOOK_URLS = env_list("ACCRETE_WEBHOOK_URLS", [])
-ACCRETE_WEBHOOK_SECRET = env_str("ACCRETE_WEBHOOK_SECRET", "")
 
 # --- Celery (read by config.celery with namespace CELERY) ----------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # kombu's default is a relative "control" folder in whatever directory a process starts in.
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 else:

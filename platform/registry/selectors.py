@@ -4,12 +4,8 @@ from django.db.models import Q, QuerySet
 
 from registry.models import EvalRun, GateResult, ModelVersion, PromotionRequest, Role, TrainingJob
 from registry.permissions import is_platform_admin
+from registry.services.versions import production_version  # noqa: F401 (one definition, re-exported)
 from skills.models import EvalSuite, Skill
-
-
-def production_version() -> ModelVersion | None:
-    return ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION).select_related(
-        "skill", "base_model", "promoted_by").first()
 
 
 def lineage(version: ModelVersion | None) -> list[ModelVersion]:
@@ -20,9 +16,6 @@ def lineage(version: ModelVersion | None) -> list[ModelVersion]:
         version = version.parent
     return chain[::-1]
 
-
-def skills_held(version: ModelVersion | None) -> list[Skill]:
-    return [v.skill for v in lineage(version) if v.skill_id]
 
 
 def teams_of(user) -> QuerySet:
@@ -51,10 +44,6 @@ def requests_awaiting(user) -> QuerySet:
                        version__skill__team__memberships__role__in=[Role.SKILL_OWNER, Role.PLATFORM_ADMIN])
     return qs.select_related("version", "version__skill", "requested_by").distinct()
 
-
-def score_of(version: ModelVersion, suite: EvalSuite) -> float | None:
-    run = EvalRun.objects.filter(version=version, suite=suite, status=EvalRun.Status.SUCCEEDED).first()
-    return run.score if run else None
 
 
 def forgetting_matrix(versions: list[ModelVersion] | None = None) -> dict:

@@ -261,7 +261,7 @@ def test_a_versions_scores_are_computed_once_and_reused(gate_lineage, artifacts,
     assert loaded() == ["versions/damaged"]
     assert {r.pk: (r.suite_id, r.finished_at, r.score)
             for r in EvalRun.objects.filter(version=gate_lineage.parent)} == parent_runs
-    # and gating it again computes nothing
+    # and gating it again computes nothing and reports the recorded verdict
     generator_loads.clear()
-    assert run_candidate_gate(gate_lineage.damaged.pk) is None
+    assert run_candidate_gate(gate_lineage.damaged.pk) == "block"
     assert loaded() == []

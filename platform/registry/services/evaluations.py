@@ -1,6 +1,8 @@
 """Eval runs: a version scored on one suite. Computed once per (version, suite), then reused."""
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from registry.models import CaseResult, EvalRun, ModelVersion
@@ -18,8 +20,10 @@ def eval_run_claim(*, version: ModelVersion, suite: EvalSuite) -> EvalRun | None
             run, created = EvalRun.objects.get_or_create(version=version, suite=suite)
     except IntegrityError:
         return None
-    claimable = {R.QUEUED, R.FAILED}
-    if EvalRun.objects.filter(pk=run.pk, status__in=claimable).update(status=R.RUNNING, error="") != 1:
+    # A run still "running" past the eval time limit lost its worker: Celery would have killed it by now.
+    dead = timezone.now() - timezone.timedelta(seconds=settings.CELERY_EVAL_TIME_LIMIT_S)
+    claimable = Q(status__in=[R.QUEUED, R.FAILED]) | Q(status=R.RUNNING, created_at__lt=dead)
+    if EvalRun.objects.filter(claimable, pk=run.pk).update(status=R.RUNNING, error="", created_at=timezone.now()) != 1:
         return None
     run.refresh_from_db()
     return run

