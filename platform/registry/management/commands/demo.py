@@ -160,9 +160,13 @@ class Command(BaseCommand):
     def add_skill(self, skill, method, config, requester, approver, *, step):
         self.say(f"\n{step}: {skill.slug}", style=self.style.MIGRATE_HEADING)
         done = TrainingJob.objects.filter(skill=skill, method=method, status=TrainingJob.Status.SUCCEEDED).first()
-        if done is not None and GateResult.objects.filter(candidate__training_job=done).exists():
-            self.say("  done before; showing its gate.")
+        if done is not None:
+            self.say("  trained before; showing its gate.")
             job = done
+            if not GateResult.objects.filter(candidate__training_job=done).exists():
+                from workers.tasks import gate_candidate
+
+                gate_candidate.delay(done.candidate.pk)  # an earlier run stopped before its gate finished
         else:
             dset = skill.demonstration_sets.order_by("-version").first()
             job = job_request(skill=skill, demonstration_set=dset, method=method, config=config, actor=requester)
