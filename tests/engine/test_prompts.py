@@ -69,7 +69,7 @@ def test_token_sequences_under_the_chat_template(tokenizer_dir):
 
 
 def test_the_trainer_builds_teacher_prompts_with_the_same_function():
-    from workers.engine.training import _StyledTeacherContext
+    from workers.engine.trainers import _StyledTeacherContext
 
     builder = _StyledTeacherContext(trainer=None, style="turn")
     assert builder._compose_teacher_prompt(PROMPT, DEMO) == teacher_messages(PROMPT, DEMO, "turn")

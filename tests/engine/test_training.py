@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from workers.engine import training
+from workers.engine import trainers
 from workers.engine.artifacts import tree_checksum
 from workers.engine.config import TrainConfig
 from workers.engine.data import DataTooLongError, TrainRow
@@ -129,13 +129,13 @@ def test_cancelling_stops_within_one_step_and_writes_nothing(tiny_model_dir, tmp
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path, rows, monkeypatch):
     restored = []
-    original = training._EMATeacherAdapter._initialize_teacher_adapter
+    original = trainers._EMATeacherAdapter._initialize_teacher_adapter
 
     def spy(self):
         original(self)
         restored.append(self.restored)
 
-    monkeypatch.setattr(training._EMATeacherAdapter, "_initialize_teacher_adapter", spy)
+    monkeypatch.setattr(trainers._EMATeacherAdapter, "_initialize_teacher_adapter", spy)
     config = small_config(max_steps=4, checkpoint_every=2, teacher_style="turn")
     work = tmp_path / "work"
     first = RecordingObserver(fail_after_step=3)
@@ -143,7 +143,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path
         train(base_dir=tiny_model_dir, rows=rows, config=config, output_dir=tmp_path / "out", work_dir=work, observer=first)
     assert not (tmp_path / "out").exists()
     assert [step for step, _ in first.checkpoints] == [2]
-    assert (work / "checkpoint-2" / training._EMATeacherAdapter.FILE_NAME).is_file()
+    assert (work / "checkpoint-2" / trainers._EMATeacherAdapter.FILE_NAME).is_file()
 
     second = RecordingObserver()
     result = train(base_dir=tiny_model_dir, rows=rows, config=config, output_dir=tmp_path / "out", work_dir=work, observer=second)
