@@ -61,19 +61,23 @@ def base_version(db):
     return version_register_base(base_model=base)
 
 
-@pytest.fixture
-def skill(people):
+def skill_with_suite(team, *, slug: str, name: str, cases: int):
+    """A skill with one demonstration set and its held-out suite (rows only, no file)."""
     from skills.models import DemonstrationSet, EvalCase, EvalSuite, Skill
 
-    s = Skill.objects.create(team=people["legal"], slug="policy-codes", name="Policy codes", scorer="exact")
-    dset = DemonstrationSet.objects.create(skill=s, version=1, content_sha256="a" * 64, format="prompt_jsonl",
-                                           filename="codes.jsonl", row_count=30, train_count=20, eval_count=10,
+    s = Skill.objects.create(team=team, slug=slug, name=name, scorer="exact")
+    dset = DemonstrationSet.objects.create(skill=s, version=1, content_sha256=slug[0] * 64, format="prompt_jsonl",
+                                           filename=f"{slug}.jsonl", row_count=30, train_count=20, eval_count=10,
                                            split_seed=1)
     suite = EvalSuite.objects.create(kind="skill", source="split", skill=s, demonstration_set=dset)
-    for i in range(20):
-        EvalCase.objects.create(suite=suite, key=f"c{i}", prompt=[{"role": "user", "content": f"q{i}"}],
-                                reference=f"a{i}")
+    EvalCase.objects.bulk_create([EvalCase(suite=suite, key=f"{slug[0]}{i}", reference=f"a{i}",
+                                           prompt=[{"role": "user", "content": f"q{i}"}]) for i in range(cases)])
     return s
+
+
+@pytest.fixture
+def skill(people):
+    return skill_with_suite(people["legal"], slug="policy-codes", name="Policy codes", cases=20)
 
 
 @pytest.fixture

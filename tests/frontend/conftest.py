@@ -7,6 +7,8 @@ import types
 import pytest
 from django.test import Client
 
+from tests.conftest import skill_with_suite
+
 
 def jsonl(rows: list[dict]) -> bytes:
     return ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
@@ -49,17 +51,7 @@ def login(people):
 
 @pytest.fixture
 def hr_skill(people):
-    from skills.models import DemonstrationSet, EvalCase, EvalSuite, Skill
-
-    s = Skill.objects.create(team=people["hr"], slug="leave-codes", name="Leave codes", scorer="exact")
-    dset = DemonstrationSet.objects.create(skill=s, version=1, content_sha256="b" * 64, format="prompt_jsonl",
-                                           filename="leave.jsonl", row_count=30, train_count=20, eval_count=10,
-                                           split_seed=1)
-    suite = EvalSuite.objects.create(kind="skill", source="split", skill=s, demonstration_set=dset)
-    for i in range(5):
-        EvalCase.objects.create(suite=suite, key=f"h{i}", prompt=[{"role": "user", "content": f"q{i}"}],
-                                reference=f"a{i}")
-    return s
+    return skill_with_suite(people["hr"], slug="leave-codes", name="Leave codes", cases=5)
 
 
 @pytest.fixture
