@@ -3,6 +3,7 @@ every active skill's eval suite and on the retention probes. Any drop beyond tol
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from registry.errors import GateNotReady, TransitionError
 from registry.models import CaseResult, EvalRun, GateResult, ModelVersion
@@ -17,7 +18,9 @@ EPS = 1e-9
 def gate_suites(*, candidate: ModelVersion) -> list[EvalSuite]:
     """What a candidate is scored on: each active skill's current suite, and the base model's probes."""
     suites = []
-    for skill in Skill.objects.filter(status=Skill.Status.ACTIVE).order_by("pk"):
+    # The skill being added is always scored, even if archived meanwhile: it must show its gain.
+    skills = Skill.objects.filter(Q(status=Skill.Status.ACTIVE) | Q(pk=candidate.skill_id)).order_by("pk")
+    for skill in skills:
         suite = skill.eval_suites.order_by("-pk").first()
         if suite is not None:
             suites.append(suite)
