@@ -44,21 +44,20 @@ def job_start(request, pk):
                   status=status)
 
 
+def _job_context(request, pk) -> dict:
+    job = job_or_404(request, pk)
+    return {**job_page(job), "can_cancel": job.is_active and can(request, Role.CONTRIBUTOR, job.skill.team)}
+
+
 @page
 def job_detail(request, pk):
-    job = job_or_404(request, pk)
-    context = job_page(job)
-    context["can_cancel"] = job.is_active and can(request, Role.CONTRIBUTOR, job.skill.team)
-    return render(request, "frontend/job_detail.html", context)
+    return render(request, "frontend/job_detail.html", _job_context(request, pk))
 
 
 @page
 def job_progress(request, pk):
     """The live part of the job page, polled every 2 s while the job is active."""
-    job = job_or_404(request, pk)
-    context = job_page(job)
-    context["can_cancel"] = job.is_active and can(request, Role.CONTRIBUTOR, job.skill.team)
-    return render(request, "frontend/_job_progress.html", context)
+    return render(request, "frontend/_job_progress.html", _job_context(request, pk))
 
 
 @page

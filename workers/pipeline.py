@@ -131,8 +131,9 @@ def run_training(job_id: int, worker: str) -> int | None:
 
 def score_version_on(version: ModelVersion, suite: EvalSuite, generator) -> None:
     """Compute (once) a version's scores on a suite. Skips when they exist or are being computed."""
+    from workers.engine.data import EvalItem
+    from workers.engine.evaluation import evaluate
     from workers.engine.probes import PROBE_MAX_NEW_TOKENS
-    from workers.engine.scoring import score
 
     run = evaluations.eval_run_claim(version=version, suite=suite)
     if run is None:
@@ -142,15 +143,13 @@ def score_version_on(version: ModelVersion, suite: EvalSuite, generator) -> None
         # Probes the base model got wrong never count, so only the base answers all of them.
         cases = list(suite.cases.filter(counted=True) if version.parent_id else suite.cases.all())
         max_new = PROBE_MAX_NEW_TOKENS if suite.kind == EvalSuite.Kind.PROBES else suite.skill.max_new_tokens
-        answers = generator().generate([case.prompt for case in cases], max_new_tokens=max_new, batch_size=16)
-        outputs = []
-        for case, answer in zip(cases, answers, strict=True):
-            # Probes carry their own scorer; a skill's cases use the skill's.
-            kind, options = (case.scorer, case.scorer_options) if case.scorer else (suite.skill.scorer,
-                                                                                    suite.skill.scorer_options)
-            result = score(kind, answer, case.reference, options)
-            outputs.append({"case_id": case.pk, "output": answer, "passed": result.passed, "score": result.score,
-                            "extracted": result.extracted, "detail": result.detail})
+        items = [EvalItem(case_id=str(case.pk), prompt=case.prompt, reference=case.reference,
+                          scorer=case.scorer or None, scorer_options=case.scorer_options) for case in cases]
+        skill = suite.skill
+        results = evaluate(generator(), items, skill.scorer if skill else "exact", skill.scorer_options if skill else None,
+                           max_new_tokens=max_new, batch_size=16)
+        outputs = [{"case_id": int(r.case_id), "output": r.output, "passed": r.passed, "score": r.score,
+                    "extracted": r.extracted, "detail": r.detail} for r in results]
         evaluations.eval_run_complete(run=run, outputs=outputs, seconds=time.monotonic() - started)
     except Exception as exc:
         evaluations.eval_run_fail(run=run, error=f"{type(exc).__name__}: {exc}")

@@ -43,6 +43,9 @@ class EvalItem:
     case_id: str
     prompt: list[dict]
     reference: str
+    # A case may carry its own scorer (the retention probes do); otherwise the suite's applies.
+    scorer: str | None = None
+    scorer_options: dict | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt", as_messages(self.prompt))

@@ -28,15 +28,20 @@ def evaluate(
     batch_size: int = 8,
 ) -> list[CaseOutput]:
     """One CaseOutput per item, in the items' order. ``model`` is a model folder or a loaded Generator
-    (the gate scores several suites with one load)."""
+    (the gate scores several suites with one load). An item's own scorer wins over ``scorer_kind``."""
     from workers.engine import scoring
 
+    def scorer_of(item: EvalItem) -> tuple[str, dict | None]:
+        return (item.scorer, item.scorer_options) if item.scorer else (scorer_kind, scorer_options)
+
     # A typo in the options should fail before minutes of generation, not after.
-    scoring.validate_options(scorer_kind, scorer_options)
+    for kind, options in {(kind, repr(options)): (kind, options) for kind, options in map(scorer_of, items)}.values():
+        scoring.validate_options(kind, options)
     generator = model if isinstance(model, Generator) else Generator(model)
     outputs = generator.generate([item.prompt for item in items], max_new_tokens=max_new_tokens, batch_size=batch_size)
     results = []
     for item, output in zip(items, outputs, strict=True):
-        case = scoring.score(scorer_kind, output, item.reference, scorer_options)
+        kind, options = scorer_of(item)
+        case = scoring.score(kind, output, item.reference, options)
         results.append(CaseOutput(item.case_id, output, case.passed, case.score, case.extracted, case.detail))
     return results
