@@ -2,6 +2,7 @@
 evaluations, gates, approvals and the audit log. State changes go through registry.services."""
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -55,11 +56,22 @@ class BaseModel(models.Model):
     architecture = models.CharField(max_length=80, blank=True)
     num_parameters = models.BigIntegerField(default=0)
     context_length = models.IntegerField(default=2048)
+    # The probes are calibrated per base model, and so is how far their score may drop: a small model's
+    # answers shift under any update. None: ACCRETE_PROBE_TOLERANCE.
+    probe_tolerance = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Largest retention-probe drop the gate accepts for this lineage (0.1 = 10 points); "
+                  "empty: the platform default (ACCRETE_PROBE_TOLERANCE).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def effective_probe_tolerance(self) -> float:
+        return self.probe_tolerance if self.probe_tolerance is not None else settings.ACCRETE_PROBE_TOLERANCE
 
 
 class ModelVersion(models.Model):

@@ -265,3 +265,51 @@ def test_a_versions_scores_are_computed_once_and_reused(gate_lineage, artifacts,
     generator_loads.clear()
     assert run_candidate_gate(gate_lineage.damaged.pk) == "block"
     assert loaded() == []
+
+
+def _probe_suite(base_model, cases: int = 20):
+    from skills.models import EvalCase, EvalSuite
+
+    suite = EvalSuite.objects.create(kind="probes", source="builtin", base_model=base_model)
+    EvalCase.objects.bulk_create([
+        EvalCase(suite=suite, key=f"probe-{i}", prompt=[{"role": "user", "content": f"probe {i}"}], reference=f"p{i}")
+        for i in range(cases)
+    ])
+    return suite
+
+
+def _probe_scores(version, suite, *, passing: int):
+    from registry.services.evaluations import eval_run_claim, eval_run_complete
+
+    run = eval_run_claim(version=version, suite=suite)
+    outputs = [{"case_id": case.pk, "output": "x", "passed": i < passing, "score": float(i < passing), "detail": ""}
+               for i, case in enumerate(suite.cases.order_by("pk"))]
+    return eval_run_complete(run=run, outputs=outputs, seconds=0.01)
+
+
+@pytest.mark.parametrize(("probe_tolerance", "verdict"), [
+    (None, "block"),  # the platform default (ACCRETE_PROBE_TOLERANCE=0): any forgotten probe blocks
+    (0.1, "block"),  # a 15-point drop is beyond 10 points
+    (0.2, "pass"),  # and within 20
+])
+def test_the_probe_tolerance_is_the_base_models_or_the_platform_default(make_candidate, base_version, legal_skills,
+                                                                       settings, probe_tolerance, verdict):
+    settings.ACCRETE_PROBE_TOLERANCE = 0.0
+    base_model = base_version.base_model
+    base_model.probe_tolerance = probe_tolerance
+    base_model.save()
+    suite = _probe_suite(base_model)
+    candidate = make_candidate(legal_skills["tagging"], status="evaluating")
+    _probe_scores(base_version, suite, passing=20)
+    _probe_scores(candidate, suite, passing=17)
+    for version, codes, tagging in ((base_version, 20, 0), (candidate, 20, 20)):
+        scores_record(version, legal_skills["codes"], passing=codes)
+        scores_record(version, legal_skills["tagging"], passing=tagging)
+    # when
+    gate = gate_evaluate(candidate=candidate)
+    # then
+    probes = next(row for row in gate.rows if row["kind"] == "probes")
+    assert probes["tolerance"] == (probe_tolerance or 0.0) and probes["delta"] == pytest.approx(-0.15)
+    assert gate.verdict == verdict
+    assert (gate.reasons == ["retention probes dropped from 100% to 85% (tolerance "
+                             f"{probe_tolerance or 0:.0%})"]) == (verdict == "block")

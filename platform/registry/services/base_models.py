@@ -12,11 +12,11 @@ from skills.models import EvalCase, EvalSuite
 @transaction.atomic
 def base_model_register(*, name: str, source: str, source_path: str, artifact_path: str, sha256: str,
                         architecture: str, num_parameters: int, context_length: int | None, probes: list,
-                        actor=None) -> ModelVersion:
+                        probe_tolerance: float | None = None, actor=None) -> ModelVersion:
     base = BaseModel.objects.create(
         name=name, source=source, source_path=source_path, artifact_path=artifact_path, sha256=sha256,
         architecture=architecture, num_parameters=num_parameters, context_length=context_length or 2048,
-        created_by=actor,
+        probe_tolerance=probe_tolerance, created_by=actor,
     )
     suite = EvalSuite.objects.create(kind=EvalSuite.Kind.PROBES, source=EvalSuite.Source.BUILTIN, base_model=base)
     EvalCase.objects.bulk_create([
@@ -25,5 +25,6 @@ def base_model_register(*, name: str, source: str, source_path: str, artifact_pa
         for p in probes
     ])
     audit_record(actor=actor, action="base_model.imported", obj=base,
-                 data={"name": name, "source": source, "sha256": sha256, "probes": len(probes)})
+                 data={"name": name, "source": source, "sha256": sha256, "probes": len(probes),
+                       "probe_tolerance": probe_tolerance})
     return version_register_base(base_model=base, actor=actor)

@@ -1,7 +1,6 @@
 """The regression gate: a candidate against its parent (the production version it was trained from) on
 every active skill's eval suite and on the retention probes. Any drop beyond tolerance blocks."""
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
@@ -65,7 +64,7 @@ def gate_evaluate(*, candidate: ModelVersion, actor=None) -> GateResult:
         before, after = runs[(baseline.pk, suite.pk)], runs[(candidate.pk, suite.pk)]
         b, a = before.score or 0.0, after.score or 0.0
         is_probe = suite.kind == EvalSuite.Kind.PROBES
-        tolerance = settings.ACCRETE_PROBE_TOLERANCE if is_probe else suite.skill.tolerance
+        tolerance = candidate.base_model.effective_probe_tolerance if is_probe else suite.skill.tolerance
         name = "retention probes" if is_probe else suite.skill.slug
         row = {"suite": suite.pk, "name": name, "kind": suite.kind, "before": b, "after": a, "delta": a - b,
                "tolerance": tolerance, "passed_before": before.passed, "passed_after": after.passed,

@@ -30,10 +30,19 @@ from skills.services import demonstration_set_upload
 
 DATA = Path(settings.BASE_DIR) / "skills" / "demo_data"
 BASE_NAME = "SmolLM2-135M-Instruct"
-# Paper-faithful SDFT (see workers/engine/config.py) at a LoRA learning rate; the SFT run is the
-# "aggressive" fine-tune a team might try to get a skill in fast.
-SDFT_CONFIG = {"num_epochs": 2, "batch_size": 4, "learning_rate": 3e-4}
-SFT_AGGRESSIVE_CONFIG = {"num_epochs": 3, "batch_size": 4, "learning_rate": 2e-3}
+# SDFT as the paper runs it (forward KL over the full vocabulary, EMA teacher 0.01, one rollout at
+# T=1) at a LoRA learning rate, with one measured change: no skipped completion tokens. The paper skips
+# the first 3 tokens of long answers to keep out phrases like "Based on the example"; the demo skills
+# answer in ~10 tokens, and skipping 3 of them left the student without a signal on the value it must
+# copy (acme-units, 40 steps at 2e-3: 0/10 with the skip, 8/10 without; see README). The SFT run is
+# the "aggressive" fine-tune a team might try to get a skill in fast: the same steps at twice the rate.
+SDFT_CONFIG = {"max_steps": 32, "batch_size": 4, "learning_rate": 1e-3, "num_loss_tokens_to_skip": 0}
+SFT_AGGRESSIVE_CONFIG = {"max_steps": 32, "batch_size": 4, "learning_rate": 2e-3}
+# How far the retention probes may drop per version in the demo lineage (stored on the base model).
+# SmolLM2-135M passes 32 of the probes, and its short answers shift under any update: SDFT at the
+# settings above cost it 5 of them on acme-units (16 points) where the aggressive SFT cost 28 (88).
+# The gate is there for the second kind. Each gate table prints the tolerance it applied.
+DEMO_PROBE_TOLERANCE = 0.2
 
 
 class Command(BaseCommand):
@@ -48,6 +57,11 @@ class Command(BaseCommand):
         self.import_base()
         requester, approver = self.people()
         skills = self.load_skills(requester)
+        base = production_version().base_model
+        self.say("Gate rules: every skill may drop at most its tolerance ("
+                 + ", ".join(f"{s.slug} {s.tolerance:.0%}" for s in skills)
+                 + f"), the retention probes at most {base.effective_probe_tolerance:.0%} (set on the base model "
+                 "for this demo lineage), and the skill being added must gain at least its min-gain.")
         worker = None if opts["no_worker"] else self.start_worker()
         try:
             ready = self.readiness(skills)
@@ -82,7 +96,8 @@ class Command(BaseCommand):
         if not gguf.exists():
             raise CommandError(f"{gguf} is missing: run `make model` (python manage.py fetch_model).")
         self.say("Importing SmolLM2-135M-Instruct (GGUF → safetensors, once) and scoring the retention probes …")
-        call_command("import_base_model", gguf=str(gguf), name=BASE_NAME, stdout=self.stdout)
+        call_command("import_base_model", gguf=str(gguf), name=BASE_NAME, probe_tolerance=DEMO_PROBE_TOLERANCE,
+                     stdout=self.stdout)
 
     def people(self):
         """rui (a contributor) requests training; olivia (a skill owner) approves, in every demo team."""

@@ -18,12 +18,18 @@ class Command(BaseCommand):
         source.add_argument("--hf", help="Path to a Hugging Face folder (config.json, *.safetensors, tokenizer).")
         parser.add_argument("--name", required=True)
         parser.add_argument("--skip-probes", action="store_true", help="Do not score the retention probes now.")
+        parser.add_argument("--probe-tolerance", type=float, default=None,
+                            help="Largest retention-probe drop the gate accepts for this lineage, 0..1 "
+                                 "(default: ACCRETE_PROBE_TOLERANCE).")
 
     def handle(self, *args, **opts):
         from workers.engine.model_io import ModelImportError, import_gguf, import_hf
         from workers.engine.probes import load_probes
         from workers.pipeline import run_base_probes
 
+        tolerance = opts["probe_tolerance"]
+        if tolerance is not None and not 0.0 <= tolerance <= 1.0:
+            raise CommandError(f"--probe-tolerance {tolerance} is out of range: use a share between 0 and 1 (0.1 = 10 points).")
         existing = BaseModel.objects.filter(name=opts["name"]).first()
         if existing is not None:
             self.stdout.write(f"Base model {existing.name} is already imported ({existing.sha256[:12]}); nothing to do.")
@@ -41,7 +47,7 @@ class Command(BaseCommand):
         version = base_model_register(
             name=opts["name"], source="gguf" if opts["gguf"] else "hf", source_path=str(source), artifact_path=str(rel),
             sha256=imported.sha256, architecture=imported.architecture, num_parameters=imported.num_parameters,
-            context_length=imported.context_length, probes=load_probes(),
+            context_length=imported.context_length, probes=load_probes(), probe_tolerance=tolerance,
         )
         self.stdout.write(f"Registered {opts['name']} as v{version.number} ({version.status}); "
                           f"{imported.num_parameters / 1e6:.0f}M parameters, sha256 {imported.sha256[:12]}.")
