@@ -21,6 +21,7 @@ from registry.models import (
     TrainingJob,
 )
 from registry.services.approvals import approval_decide
+from registry.services.audit import audit_record
 from registry.services.versions import require_awaiting_approval, version_rollback
 
 
@@ -55,7 +56,22 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(BaseModel)
 class BaseModelAdmin(ReadOnlyAdmin):
-    list_display = ["name", "source", "architecture", "num_parameters", "context_length", "sha256", "created_at"]
+    """Read-only but for the probe tolerance of its lineage, which an admin may tune (audited)."""
+
+    list_display = ["name", "source", "architecture", "num_parameters", "context_length", "probe_tolerance",
+                    "sha256", "created_at"]
+    fields = ["name", "source", "source_path", "artifact_path", "sha256", "architecture", "num_parameters",
+              "context_length", "probe_tolerance", "created_at", "created_by"]
+    readonly_fields = [f for f in fields if f != "probe_tolerance"]
+
+    def has_change_permission(self, request, obj=None):
+        return admin.ModelAdmin.has_change_permission(self, request, obj)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if "probe_tolerance" in form.changed_data:
+            audit_record(actor=request.user, action="base_model.probe_tolerance_changed", obj=obj,
+                         data={"probe_tolerance": obj.probe_tolerance})
 
 
 @admin.register(ModelVersion)

@@ -31,7 +31,7 @@ def curve_svg(points: list[tuple[int, float]], *, label: str, width: int = 420, 
             f"{y0:.4g}–{y1:.4g}</text></svg>")
 
 
-def write_report(*, matrix: dict, out_dir: Path) -> Path:
+def write_report(*, matrix: dict, out_dir: Path, outcome: list[str] = (), readiness: list = ()) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     head = "".join(f"<th>{html.escape(c['name'])}</th>" for c in matrix["columns"])
     body = ""
@@ -72,13 +72,23 @@ def write_report(*, matrix: dict, out_dir: Path) -> Path:
         curves += (f"<h3>job {job.pk}: {job.method.upper()} {html.escape(job.skill.slug)}</h3>"
                    + curve_svg([(s, loss) for s, loss, _ in points], label="loss")
                    + (curve_svg([(s, kl) for s, _, kl in points], label="KL") if job.method == "sdft" else ""))
+    ready_rows = "".join(
+        f"<tr><td>{html.escape(slug)}</td><td>{r['teacher_passed']}/{r['n']}</td><td>{r['student_passed']}/{r['n']}</td>"
+        f"<td>{html.escape(r['verdict'])}</td><td style='text-align:left'>{html.escape(r['message'])}</td></tr>"
+        for slug, r in readiness if r)
+    ready_html = ("<h2>Readiness check</h2><p class='muted'>Greedy answers of the teacher (the row's demonstration in "
+                  "context) and of the student (the prompt alone) on training rows; SDFT can only teach what the "
+                  "teacher shows.</p><table><tr><th>skill</th><th>teacher</th><th>student</th><th>verdict</th>"
+                  f"<th>why</th></tr>{ready_rows}</table>") if ready_rows else ""
+    outcome_html = ("<h2>Outcome</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in outcome) + "</ul>"
+                    if outcome else "")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Accrete demo report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#111827}}table{{border-collapse:collapse;margin:.5rem 0}}
 td,th{{border:1px solid #e5e7eb;padding:.35rem .6rem;text-align:center}}.muted{{color:#6b7280}}</style></head><body>
 <h1>Accrete demo report</h1><p class="muted">{stamp}. One model, skill after skill; every candidate gated on every
 skill and on the retention probes.</p>
-<h2>Forgetting matrix</h2><p class="muted">Score per eval suite; Δ against each version's parent. These are the
+{outcome_html}{ready_html}<h2>Forgetting matrix</h2><p class="muted">Score per eval suite; Δ against each version's parent. These are the
 stored eval runs the gates used.</p>
 <table><tr><th>version</th>{head}<th>status</th><th>gate</th></tr>{body}</table>
 <h2>Gates</h2>{gates}<h2>Training curves</h2>{curves}</body></html>"""

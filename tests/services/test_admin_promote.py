@@ -90,3 +90,21 @@ def test_approve_command_refuses_a_blocked_candidate(blocked, base_version, peop
     assert exit_.value.code == 1
     assert "Refused:" in err.getvalue() and "blocked by the gate" in err.getvalue()
     _unchanged(blocked, base_version, audit_count)
+
+
+def test_an_admin_can_change_only_the_probe_tolerance_of_a_base_model_and_it_is_audited(people, base_version):
+    base = base_version.base_model
+    client = Client()
+    client.force_login(people["admin"])
+    url = reverse("admin:registry_basemodel_change", args=[base.pk])
+    # when: the form also carries a new name, which is read-only
+    response = client.post(url, {"probe_tolerance": "0.15", "name": "renamed"})
+    # then
+    assert response.status_code == 302, response.content.decode()[:500]
+    base.refresh_from_db()
+    assert base.probe_tolerance == 0.15 and base.name == "tiny"
+    event = AuditEvent.objects.get(action="base_model.probe_tolerance_changed")
+    assert event.actor == people["admin"] and event.data == {"probe_tolerance": 0.15}
+    # and out of range is refused with the field named
+    response = client.post(url, {"probe_tolerance": "1.5"})
+    assert response.status_code == 200 and b"less than or equal to 1" in response.content

@@ -68,16 +68,24 @@ class Command(BaseCommand):
             if len(ready) < 2:
                 raise CommandError("Fewer than two demo skills passed the readiness check; see the table above.")
             first, second = ready[0], ready[1]
-            self.add_skill(first, "sdft", SDFT_CONFIG, requester, approver, step="1. Add skill 1 by SDFT")
-            self.add_skill(second, "sft", SFT_AGGRESSIVE_CONFIG, requester, approver,
-                           step="2. Add skill 2 by an aggressive SFT (the fine-tune that forgets)")
-            self.add_skill(second, "sdft", SDFT_CONFIG, requester, approver, step="3. Add skill 2 by SDFT")
+            steps = [
+                ("Skill 1 by SDFT", "promoted", self.add_skill(first, "sdft", SDFT_CONFIG, requester, approver,
+                                                               step="1. Add skill 1 by SDFT")),
+                ("Skill 2 by an aggressive SFT", "blocked", self.add_skill(
+                    second, "sft", SFT_AGGRESSIVE_CONFIG, requester, approver,
+                    step="2. Add skill 2 by an aggressive SFT (the fine-tune that forgets)")),
+                ("Skill 2 by SDFT", "promoted", self.add_skill(second, "sdft", SDFT_CONFIG, requester, approver,
+                                                               step="3. Add skill 2 by SDFT")),
+            ]
         finally:
             if worker is not None:
                 self.stop_worker(worker)
         matrix = forgetting_matrix()
         self.print_matrix(matrix)
-        report = write_report(matrix=matrix, out_dir=settings.VAR_DIR / "reports")
+        outcome = self.outcome(steps)
+        report = write_report(matrix=matrix, out_dir=settings.VAR_DIR / "reports", outcome=outcome,
+                              readiness=[(s.slug, s.demonstration_sets.order_by("-version").first().readiness)
+                                         for s in skills])
         minutes = (time.monotonic() - t0) / 60
         self.say(f"\nReport: {report}\nBrowse the same results: `make serve`, then http://127.0.0.1:8000 "
                  f"(user {approver.username} / password demo-pass).\nDemo finished in {minutes:.1f} min.",
@@ -214,6 +222,28 @@ class Command(BaseCommand):
                      f"{production_version().label}.", style=self.style.WARNING)
         else:
             self.say(f"  v{version.number} is {version.status}.")
+        return version
+
+    def outcome(self, steps) -> list[str]:
+        """What the run showed against what the product promises, in plain sentences (console and report)."""
+        lines = []
+        for what, promised, version in steps:
+            version.refresh_from_db()
+            shown = "promoted" if version.promoted_at is not None else version.status
+            gate = version.gate if hasattr(version, "gate") else None
+            why = f" ({'; '.join(gate.reasons)})" if gate is not None and gate.reasons else ""
+            mark = "as promised" if shown == promised else f"NOT as promised (promised: {promised})"
+            lines.append(f"{what}: v{version.number} {shown}{why} — {mark}.")
+        if any("NOT as promised" in line for line in lines):
+            lines.append(
+                "This run did not show the whole promise (the gate reasons say why), and the demo is not tuned "
+                "until it does. SDFT needs a model that learns in context well: the paper saw it beat SFT from 7B "
+                "parameters up, not at 3B, and this demo runs a 135M model with CPU-sized budgets. What would "
+                "change it: a 7B+ base model on a GPU worker, and more steps at a lower learning rate.")
+        self.say("\nOutcome:", style=self.style.MIGRATE_HEADING)
+        for line in lines:
+            self.say(f"  {line}")
+        return lines
 
     def follow(self, job):
         last = None
