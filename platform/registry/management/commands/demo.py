@@ -239,7 +239,7 @@ class Command(BaseCommand):
                 "This run did not show the whole promise (the gate reasons say why), and the demo is not tuned "
                 "until it does. SDFT needs a model that learns in context well: the paper saw it beat SFT from 7B "
                 "parameters up, not at 3B, and this demo runs a 135M model with CPU-sized budgets. What would "
-                "change it: a 7B+ base model on a GPU worker, and more steps at a lower learning rate.")
+                "change it: a 7B+ base model on a GPU worker.")
         self.say("\nOutcome:", style=self.style.MIGRATE_HEADING)
         for line in lines:
             self.say(f"  {line}")
