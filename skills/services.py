@@ -1,7 +1,8 @@
 """Writes for skills: create a skill, and turn an uploaded file into an immutable demonstration set
 plus a frozen eval suite. The browser upload and the CLI both call `demonstration_set_upload`."""
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from registry.models import Role
 from registry.permissions import require_role
 from registry.services.audit import audit_record
 from registry.services.versions import production_version
+from skills.demonstration_formats import MAX_PROBLEMS, Problem
 from skills.models import Demonstration, DemonstrationSet, EvalCase, EvalSuite, Skill
 from skills.parsing import (
     UploadLimits,
@@ -90,6 +92,13 @@ def demonstration_set_upload(*, skill: Skill, path, filename: str, actor, eval_p
         outcome.eval_report = validate_upload(eval_path, limits=eval_limits, count_tokens=count_tokens)
     if not outcome.ok:
         return outcome
+    if eval_path is not None:
+        leaks = _eval_rows_seen_in_training(path, report.format, eval_path, outcome.eval_report.format,
+                                            train_name=Path(filename).name)
+        if leaks:
+            outcome.eval_report = replace(outcome.eval_report, ok=False, problems=leaks[:MAX_PROBLEMS],
+                                          problems_omitted=max(len(leaks) - MAX_PROBLEMS, 0))
+            return outcome
     outcome.duplicate_of = DemonstrationSet.objects.filter(skill=skill, content_sha256=report.content_sha256).first()
     if outcome.duplicate_of is not None:
         outcome.messages.append(
@@ -144,6 +153,24 @@ def demonstration_set_upload(*, skill: Skill, path, filename: str, actor, eval_p
                            "eval": outcome.eval_count, "sha256": report.content_sha256, "seed": seed})
     outcome.demonstration_set = dset
     return outcome
+
+
+def _prompt_key(row) -> str:
+    """A row's prompt, compared the way a reader would: case and runs of whitespace ignored."""
+    return json.dumps([(m["role"], " ".join(m["content"].lower().split())) for m in row.prompt])
+
+
+def _eval_rows_seen_in_training(path, fmt: str, eval_path, eval_fmt: str, *, train_name: str) -> list[Problem]:
+    """Eval-file rows whose prompt is also a training row's: the model would be scored on what it trained on."""
+    training = {}
+    for row in iter_rows(path, fmt):
+        training.setdefault(_prompt_key(row), row.line)
+    return [
+        Problem(row.line, "prompt", f"line {row.line}, field 'prompt': this prompt is also line "
+                f"{training[_prompt_key(row)]} of the training file {train_name}",
+                "remove it from one of the two files: a case the model trained on does not measure the skill")
+        for row in iter_rows(eval_path, eval_fmt) if _prompt_key(row) in training
+    ]
 
 
 def _case(suite: EvalSuite, row) -> EvalCase:

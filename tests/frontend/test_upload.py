@@ -179,3 +179,25 @@ def test_a_viewer_cannot_queue_a_readiness_check(login, skill, fake_tasks):
     response = login("vera").post(reverse("readiness_check", args=[skill.demonstration_sets.first().pk]))
 
     assert response.status_code == 403 and fake_tasks.calls == []
+
+
+def test_an_eval_file_that_repeats_training_prompts_is_refused_naming_both_lines(login, skill, good_file, var_dir):
+    import json
+
+    from tests.frontend.conftest import jsonl
+
+    train = [json.loads(line) for line in good_file.decode().splitlines() if line.strip()]
+    eval_rows = [{"prompt": f"Eval request {i}?", "demonstration": f"E-{i}", "reference": f"E-{i}"} for i in range(8)]
+    # the same question as training line 4, with other spacing and case
+    eval_rows[2] = {"prompt": "  " + train[3]["prompt"].upper().replace(" ", "   "), "demonstration": "X", "reference": "X"}
+
+    response = login("alice").post(reverse("upload"), {
+        "skill": skill.pk, "file": SimpleUploadedFile("t.jsonl", good_file),
+        "eval_file": SimpleUploadedFile("e.jsonl", jsonl(eval_rows))})
+
+    assert response.status_code == 422
+    problems = response.context["outcome"].eval_report.problems
+    assert [(p.line, p.field) for p in problems] == [(3, "prompt")]
+    assert problems[0].message == "line 3, field 'prompt': this prompt is also line 4 of the training file t.jsonl"
+    assert "a case the model trained on does not measure the skill" in response.content.decode()
+    assert DemonstrationSet.objects.filter(skill=skill).count() == 1 and uploads(var_dir) == []
