@@ -92,13 +92,6 @@ def demonstration_set_upload(*, skill: Skill, path, filename: str, actor, eval_p
         outcome.eval_report = validate_upload(eval_path, limits=eval_limits, count_tokens=count_tokens)
     if not outcome.ok:
         return outcome
-    if eval_path is not None:
-        leaks = _eval_rows_seen_in_training(path, report.format, eval_path, outcome.eval_report.format,
-                                            train_name=Path(filename).name)
-        if leaks:
-            outcome.eval_report = replace(outcome.eval_report, ok=False, problems=leaks[:MAX_PROBLEMS],
-                                          problems_omitted=max(len(leaks) - MAX_PROBLEMS, 0))
-            return outcome
     outcome.duplicate_of = DemonstrationSet.objects.filter(skill=skill, content_sha256=report.content_sha256).first()
     if outcome.duplicate_of is not None:
         outcome.messages.append(
@@ -109,7 +102,18 @@ def demonstration_set_upload(*, skill: Skill, path, filename: str, actor, eval_p
 
     # 28 bits: fits the integer column on every database.
     seed = seed if seed is not None else int(report.content_sha256[:7], 16)
-    hashes = [row.content_hash for row in iter_rows(path, report.format)]
+    hashes, training_prompts = [], {}
+    for row in iter_rows(path, report.format):
+        hashes.append(row.content_hash)
+        if eval_path is not None:
+            training_prompts.setdefault(_prompt_key(row), row.line)
+    if eval_path is not None:
+        leaks = _eval_rows_seen_in_training(training_prompts, eval_path, outcome.eval_report.format,
+                                            train_name=Path(filename).name)
+        if leaks:
+            outcome.eval_report = replace(outcome.eval_report, ok=False, problems=leaks[:MAX_PROBLEMS],
+                                          problems_omitted=max(len(leaks) - MAX_PROBLEMS, 0))
+            return outcome
     held_out = set() if eval_path is not None else split_rows(
         hashes, seed=seed, eval_fraction=settings.ACCRETE_EVAL_FRACTION,
         min_eval=settings.ACCRETE_EVAL_MIN_CASES, max_eval=settings.ACCRETE_EVAL_MAX_CASES)
@@ -160,17 +164,19 @@ def _prompt_key(row) -> str:
     return json.dumps([(m["role"], " ".join(m["content"].lower().split())) for m in row.prompt])
 
 
-def _eval_rows_seen_in_training(path, fmt: str, eval_path, eval_fmt: str, *, train_name: str) -> list[Problem]:
-    """Eval-file rows whose prompt is also a training row's: the model would be scored on what it trained on."""
-    training = {}
-    for row in iter_rows(path, fmt):
-        training.setdefault(_prompt_key(row), row.line)
-    return [
-        Problem(row.line, "prompt", f"line {row.line}, field 'prompt': this prompt is also line "
-                f"{training[_prompt_key(row)]} of the training file {train_name}",
-                "remove it from one of the two files: a case the model trained on does not measure the skill")
-        for row in iter_rows(eval_path, eval_fmt) if _prompt_key(row) in training
-    ]
+def _eval_rows_seen_in_training(training_prompts: dict[str, int], eval_path, eval_fmt: str, *,
+                                train_name: str) -> list[Problem]:
+    """Eval-file rows whose prompt is also a training row's (`training_prompts`: prompt key → its line):
+    the model would be scored on what it trained on."""
+    problems = []
+    for row in iter_rows(eval_path, eval_fmt):
+        line = training_prompts.get(_prompt_key(row))
+        if line is not None:
+            problems.append(Problem(
+                row.line, "prompt", f"line {row.line}, field 'prompt': this prompt is also line {line} of the "
+                f"training file {train_name}",
+                "remove it from one of the two files: a case the model trained on does not measure the skill"))
+    return problems
 
 
 def _case(suite: EvalSuite, row) -> EvalCase:

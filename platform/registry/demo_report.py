@@ -2,6 +2,7 @@
 (inline SVG; no network needed to open it)."""
 
 import html
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def curve_svg(points: list[tuple[int, float]], *, label: str, width: int = 420, 
             f"{y0:.4g}–{y1:.4g}</text></svg>")
 
 
-def write_report(*, matrix: dict, out_dir: Path, outcome: list[str] = (), readiness: list = ()) -> Path:
+def write_report(*, matrix: dict, out_dir: Path, outcome: Sequence[str] = (),
+                 readiness: Sequence[tuple[str, dict | None]] = ()) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     head = "".join(f"<th>{html.escape(c['name'])}</th>" for c in matrix["columns"])
     body = ""

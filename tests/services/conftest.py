@@ -40,17 +40,27 @@ def skill_with_cases(team, slug: str, *, cases: int = 20, tolerance: float = 0.0
     return skill
 
 
-def scores_record(version, skill, *, passing: int):
-    """Record `version`'s scores on `skill`'s suite as a worker would: the first `passing` cases right."""
+def scores_record(version, target, *, passing: int):
+    """Record `version`'s scores on `target` (a skill's one suite, or an EvalSuite such as the probes) as a
+    worker would: the first `passing` cases right."""
     from registry.services.evaluations import eval_run_claim, eval_run_complete
+    from skills.models import EvalSuite
 
-    suite = skill.eval_suites.get()
+    suite = target if isinstance(target, EvalSuite) else target.eval_suites.get()
     run = eval_run_claim(version=version, suite=suite)
     assert run is not None, f"{version} already has scores on {suite}"
     outputs = [{"case_id": case.pk, "output": case.reference if i < passing else f"wrong {i}",
                 "passed": i < passing, "score": float(i < passing), "detail": ""}
                for i, case in enumerate(suite.cases.order_by("pk"))]
     return eval_run_complete(run=run, outputs=outputs, seconds=0.01)
+
+
+
+def scores_grid(skills, passing: dict) -> None:
+    """Record several versions' scores at once: {version: (passing on skills[0], passing on skills[1], …)}."""
+    for version, counts in passing.items():
+        for skill, count in zip(skills, counts, strict=True):
+            scores_record(version, skill, passing=count)
 
 
 # --- the tiny model lineage ------------------------------------------------------------------------

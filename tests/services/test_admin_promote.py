@@ -14,7 +14,7 @@ from registry.models import Approval, AuditEvent, ModelVersion, PromotionRequest
 from registry.services.approvals import approval_decide, promotion_request_create
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote
-from tests.services.conftest import scores_record, skill_with_cases
+from tests.services.conftest import scores_grid, skill_with_cases
 
 
 @pytest.fixture
@@ -23,9 +23,7 @@ def blocked(people, base_version, make_candidate):
     codes = skill_with_cases(people["legal"], "policy-codes")
     tagging = skill_with_cases(people["legal"], "tagging")
     candidate = make_candidate(tagging, status="evaluating")
-    for version, codes_passing, tagging_passing in ((base_version, 20, 0), (candidate, 15, 20)):
-        scores_record(version, codes, passing=codes_passing)
-        scores_record(version, tagging, passing=tagging_passing)
+    scores_grid((codes, tagging), {base_version: (20, 0), candidate: (15, 20)})
     assert gate_evaluate(candidate=candidate).verdict == "block"
     return ModelVersion.objects.get(pk=candidate.pk)
 

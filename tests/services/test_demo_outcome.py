@@ -7,7 +7,7 @@ from registry.management.commands.demo import Command
 from registry.selectors import forgetting_matrix
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote
-from tests.services.conftest import scores_record, skill_with_cases
+from tests.services.conftest import scores_grid, scores_record, skill_with_cases
 
 
 def test_a_run_that_missed_the_promise_says_which_step_and_why(people, base_version, make_candidate, tmp_path):
@@ -16,17 +16,14 @@ def test_a_run_that_missed_the_promise_says_which_step_and_why(people, base_vers
     # given: skill 1 by SDFT promoted; the SFT candidate blocked for breaking policy-codes; the SDFT candidate of
     # skill 2 also blocked (here: it did not gain)
     sdft1 = make_candidate(codes, status="evaluating")
-    for version, c, t in ((base_version, 0, 0), (sdft1, 20, 0)):
-        scores_record(version, codes, passing=c)
-        scores_record(version, tagging, passing=t)
+    scores_grid((codes, tagging), {base_version: (0, 0), sdft1: (20, 0)})
     assert gate_evaluate(candidate=sdft1).verdict == "pass"
     version_promote(version=sdft1, actor=people["bob"])
     sft = make_candidate(tagging, parent=sdft1, status="evaluating")
     sdft2 = make_candidate(tagging, parent=sdft1, status="evaluating")
-    for version, c, t in ((sft, 5, 20), (sdft2, 20, 0)):
-        scores_record(version, codes, passing=c)
-        scores_record(version, tagging, passing=t)
-        gate_evaluate(candidate=version)
+    scores_grid((codes, tagging), {sft: (5, 20), sdft2: (20, 0)})
+    gate_evaluate(candidate=sft)
+    gate_evaluate(candidate=sdft2)
     command = Command(stdout=io.StringIO())
     # when
     lines = command.outcome([("Skill 1 by SDFT", "promoted", sdft1), ("Skill 2 by an aggressive SFT", "blocked", sft),

@@ -11,7 +11,7 @@ from registry.errors import GateNotReady
 from registry.models import AuditEvent, EvalRun, GateResult, ModelVersion
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote
-from tests.services.conftest import ECHO_PROMPTS, scores_record, skill_with_cases
+from tests.services.conftest import ECHO_PROMPTS, scores_grid, scores_record, skill_with_cases
 
 # --- synthetic scores -------------------------------------------------------------------------------
 
@@ -278,15 +278,6 @@ def _probe_suite(base_model, cases: int = 20):
     return suite
 
 
-def _probe_scores(version, suite, *, passing: int):
-    from registry.services.evaluations import eval_run_claim, eval_run_complete
-
-    run = eval_run_claim(version=version, suite=suite)
-    outputs = [{"case_id": case.pk, "output": "x", "passed": i < passing, "score": float(i < passing), "detail": ""}
-               for i, case in enumerate(suite.cases.order_by("pk"))]
-    return eval_run_complete(run=run, outputs=outputs, seconds=0.01)
-
-
 @pytest.mark.parametrize(("probe_tolerance", "verdict"), [
     (None, "block"),  # the platform default (ACCRETE_PROBE_TOLERANCE=0): any forgotten probe blocks
     (0.1, "block"),  # a 15-point drop is beyond 10 points
@@ -300,11 +291,8 @@ def test_the_probe_tolerance_is_the_base_models_or_the_platform_default(make_can
     base_model.save()
     suite = _probe_suite(base_model)
     candidate = make_candidate(legal_skills["tagging"], status="evaluating")
-    _probe_scores(base_version, suite, passing=20)
-    _probe_scores(candidate, suite, passing=17)
-    for version, codes, tagging in ((base_version, 20, 0), (candidate, 20, 20)):
-        scores_record(version, legal_skills["codes"], passing=codes)
-        scores_record(version, legal_skills["tagging"], passing=tagging)
+    scores_grid((legal_skills["codes"], legal_skills["tagging"], suite),
+                {base_version: (20, 0, 20), candidate: (20, 20, 17)})
     # when
     gate = gate_evaluate(candidate=candidate)
     # then
