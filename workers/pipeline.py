@@ -17,7 +17,7 @@ from registry.models import ModelVersion, TrainingJob
 from registry.services import evaluations, gates, jobs
 from registry.services.approvals import promotion_request_create
 from registry.services.versions import version_transition
-from skills.models import DemonstrationSet, EvalSuite
+from skills.models import DemonstrationSet, EvalCase, EvalSuite
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 20
@@ -95,6 +95,52 @@ def train_rows(dset: DemonstrationSet) -> list:
     return [TrainRow(prompt=row.prompt, demonstration=row.demonstration) for row in dset.rows.all()]
 
 
+def _prompt_key(prompt: list[dict]) -> str:
+    return json.dumps([(m["role"], " ".join(m["content"].lower().split())) for m in prompt])
+
+
+def rehearsal_rows(job: TrainingJob, mode: str, skills: list[str] | None) -> list:
+    """The *training* rows of the skills already in the job's parent lineage (not the one being trained),
+    as plain anchors or as SDFT rows with their demonstration. A prompt that is an eval case of any suite
+    (a held-out row of this or any skill, or a probe) is never rehearsed: the gate must not score what the
+    model was trained on, even when a later upload of a skill made a held-out row a training row."""
+    from workers.engine.data import TrainRow
+
+    if mode == "off":
+        return []
+    held_out = {_prompt_key(prompt) for prompt in EvalCase.objects.values_list("prompt", flat=True)}
+    rows, seen = [], set()
+    version = job.parent_version
+    while version is not None:
+        earlier = version.training_job
+        if (version.skill_id is not None and earlier is not None and version.skill_id != job.skill_id
+                and (skills is None or version.skill.slug in skills)):
+            for row in earlier.demonstration_set.rows.all():
+                key = _prompt_key(row.prompt)
+                if key in held_out or key in seen:
+                    continue
+                seen.add(key)
+                rows.append(TrainRow.anchor(row.prompt) if mode == "anchor" else TrainRow(
+                    prompt=row.prompt, demonstration=row.demonstration, teacher_style=version.skill.teacher_style))
+        version = version.parent
+    return rows
+
+
+def retention_rows(job: TrainingJob, config) -> list:
+    """The anchor pool of a job: the shipped general anchors plus the rehearsed rows of earlier skills."""
+    from workers.engine.anchors import load_anchor_pool
+    from workers.engine.data import TrainRow
+
+    if config.anchors_per_step == 0:
+        return []
+    pool = load_anchor_pool()
+    if config.anchor_pool_sha256 and config.anchor_pool_sha256 != pool.sha256:
+        raise ValueError(f"the anchor pool changed since job {job.pk} was requested (sha256 "
+                         f"{config.anchor_pool_sha256[:12]} then, {pool.sha256[:12]} now); request the job again")
+    return [TrainRow.anchor(prompt) for prompt in pool.prompts] + rehearsal_rows(
+        job, config.rehearsal, config.rehearsal_skills)
+
+
 def run_training(job_id: int, worker: str) -> int | None:
     """Train one job. Returns the candidate's id, or None when this delivery had nothing to do."""
     from workers.engine.config import TrainConfig
@@ -106,9 +152,11 @@ def run_training(job_id: int, worker: str) -> int | None:
     output_dir, work_dir = job_dirs(job_id)
     try:
         if not (output_dir / "accrete.json").exists():  # a re-delivery after the weights were written
+            config = TrainConfig.from_dict(job.config)
             with _Heartbeat(job_id):
                 result = train(base_dir=artifacts_root() / job.parent_version.artifact_path,
-                               rows=train_rows(job.demonstration_set), config=TrainConfig.from_dict(job.config),
+                               rows=train_rows(job.demonstration_set), config=config,
+                               anchors=retention_rows(job, config),
                                output_dir=output_dir, work_dir=work_dir, observer=_JobObserver(job_id))
             metrics, checksums = result.metrics, result.checksums
         else:

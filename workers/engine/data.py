@@ -27,15 +27,28 @@ def as_messages(prompt: str | list[dict]) -> list[dict]:
 
 @dataclass(frozen=True)
 class TrainRow:
+    """A skill row (prompt + demonstration), or a retention anchor (`TrainRow.anchor`: no demonstration,
+    so its teacher sees the plain prompt). A rehearsed row of an earlier skill keeps that skill's
+    teacher style; None means the job's."""
+
     prompt: list[dict]
     demonstration: str
     # What the skill's scorer compares against in the readiness check; the demonstration when None.
     reference: str | None = field(default=None, compare=False)
+    teacher_style: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt", as_messages(self.prompt))
-        if not isinstance(self.demonstration, str) or not self.demonstration.strip():
-            raise ValueError("a training row needs a non-empty demonstration")
+        if not isinstance(self.demonstration, str) or (self.demonstration and not self.demonstration.strip()):
+            raise ValueError("a training row needs a non-empty demonstration (an anchor has none: TrainRow.anchor)")
+
+    @classmethod
+    def anchor(cls, prompt: str | list[dict]) -> TrainRow:
+        return cls(prompt=prompt, demonstration="")
+
+    @property
+    def is_anchor(self) -> bool:
+        return self.demonstration == ""
 
 
 @dataclass(frozen=True)
@@ -76,7 +89,8 @@ def measure_lengths(tokenizer, rows: list[TrainRow], style: str) -> RowLengths:
         )
         return len(encoded["input_ids"])
 
-    teacher = [chat_length(teacher_messages(row.prompt, row.demonstration, style), True) for row in rows]
+    teacher = [chat_length(teacher_messages(row.prompt, row.demonstration, row.teacher_style or style), True)
+               for row in rows]
     demonstration = [len(tokenizer(row.demonstration, add_special_tokens=False)["input_ids"]) for row in rows]
     sft = [
         chat_length(row.prompt + [{"role": "assistant", "content": row.demonstration}], False) for row in rows

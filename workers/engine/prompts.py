@@ -11,6 +11,10 @@ inline — the paper's template, inside the final user turn:
 
 turn — the demonstration as a worked example the assistant already gave, then the question again:
     [system..., earlier turns..., user: question, assistant: demonstration, user: question]
+
+A retention anchor has no demonstration (an empty string): its teacher sees the student's prompt
+unchanged, in either style, so the loss on it pulls the student back toward the teacher's own answer
+to a general prompt instead of toward a skill (Learning without Forgetting, on-policy).
 """
 
 from __future__ import annotations
@@ -33,10 +37,13 @@ def student_messages(prompt_messages: list[dict]) -> list[dict]:
 
 
 def teacher_messages(prompt_messages: list[dict], demonstration: str, style: str) -> list[dict]:
-    """The prompt with the demonstration in context, in the given style (see module docstring)."""
+    """The prompt with the demonstration in context, in the given style (see module docstring); an
+    anchor's empty demonstration gives the student's prompt."""
     _check_prompt(prompt_messages)
     if style not in STYLES:
         raise ValueError(f"unknown teacher style {style!r}; valid styles: {', '.join(STYLES)}")
+    if demonstration == "":
+        return student_messages(prompt_messages)
     earlier = [dict(message) for message in prompt_messages[:-1]]
     question = prompt_messages[-1]["content"]
     if style == "inline":

@@ -4,6 +4,7 @@ SFT baseline. The recipe itself (data → model → loop → atomic result) live
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -12,10 +13,12 @@ import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
+from torch.utils.data import Sampler  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 from trl.experimental.sdft import SDFTConfig, SDFTTrainer  # noqa: E402
 from trl.experimental.sdft.sdft_trainer import DemonstrationTeacherContextBuilder  # noqa: E402
 from trl.experimental.sdft.teacher_sync import PEFTAdapterEMACallback  # noqa: E402
+from trl.trainer.utils import use_adapter  # noqa: E402
 
 from workers.engine.config import TrainConfig  # noqa: E402
 from workers.engine.prompts import INLINE_TEMPLATE, teacher_messages  # noqa: E402
@@ -37,14 +40,70 @@ def _lora(config: TrainConfig) -> LoraConfig:
 class _StyledTeacherContext(DemonstrationTeacherContextBuilder):
     """TRL builds the teacher prompt from one template inside the last user turn; the "turn" style
     needs extra messages, so both styles are built by prompts.teacher_messages (one source of truth,
-    shared with the readiness check and the UI preview)."""
+    shared with the readiness check and the UI preview). A row's privileged context is its
+    demonstration, or {"demonstration", "style"} when it brings its own style (a rehearsed skill); an
+    anchor's demonstration is empty, and its teacher prompt is the student's prompt."""
 
     def __init__(self, trainer, style: str):
         super().__init__(trainer)
         self.style = style
 
     def _compose_teacher_prompt(self, prompt, privileged_context):
+        if isinstance(privileged_context, dict):
+            return teacher_messages(prompt, privileged_context["demonstration"],
+                                    privileged_context.get("style") or self.style)
         return teacher_messages(prompt, self._stringify_privileged_context(privileged_context), self.style)
+
+
+class MixedBatchSampler(Sampler):
+    """Indices for batches of `skill_per_batch` skill rows followed by `anchors_per_batch` anchor rows.
+
+    The dataset holds the skill rows first (indices 0..n_skill-1), then the anchor pool. Each pool is
+    walked in a fresh seeded shuffle per pass, so every skill row is seen once per epoch and the anchors
+    cycle through the whole pool rather than repeating a few. TRL's SDFT loader asks for a generation
+    batch (gradient_accumulation micro-batches) `repeat` times in a row (it generates once and slices),
+    so each block is yielded `repeat` times. Deterministic for a seed, so a resumed job replays the same
+    order and the trainer skips what it had done.
+    """
+
+    def __init__(self, *, n_skill: int, n_anchor: int, skill_per_batch: int, anchors_per_batch: int,
+                 micro_batches_per_step: int, steps: int, repeat: int, seed: int):
+        if n_skill < skill_per_batch or (anchors_per_batch and n_anchor == 0):
+            raise ValueError(f"{n_skill} skill rows and {n_anchor} anchors cannot fill batches of "
+                             f"{skill_per_batch} + {anchors_per_batch}")
+        self.n_skill, self.n_anchor = n_skill, n_anchor
+        self.skill_per_batch, self.anchors_per_batch = skill_per_batch, anchors_per_batch
+        self.micro, self.steps, self.repeat, self.seed = micro_batches_per_step, steps, repeat, seed
+
+    def __len__(self) -> int:
+        return self.steps * self.micro * self.repeat * (self.skill_per_batch + self.anchors_per_batch)
+
+    @staticmethod
+    def _stream(rng: random.Random, size: int, offset: int):
+        while True:
+            order = list(range(offset, offset + size))
+            rng.shuffle(order)
+            yield from order
+
+    def __iter__(self):
+        rng = random.Random(self.seed)
+        skills = self._stream(random.Random(rng.random()), self.n_skill, 0)
+        anchors = self._stream(random.Random(rng.random()), self.n_anchor, self.n_skill)
+        for _ in range(self.steps):
+            block = []
+            for _ in range(self.micro):
+                block += [next(skills) for _ in range(self.skill_per_batch)]
+                block += [next(anchors) for _ in range(self.anchors_per_batch)]
+            for _ in range(self.repeat):
+                yield from block
+
+
+def _mixed_sampler(trainer, *, config: TrainConfig, n_skill: int, n_anchor: int, steps: int, repeat: int):
+    return MixedBatchSampler(
+        n_skill=n_skill, n_anchor=n_anchor, skill_per_batch=config.batch_size,
+        anchors_per_batch=config.anchors_per_step, micro_batches_per_step=config.gradient_accumulation_steps,
+        steps=steps, repeat=repeat, seed=config.seed,
+    )
 
 
 class _EMATeacherAdapter(PEFTAdapterEMACallback):
@@ -99,11 +158,18 @@ class AccreteSDFTTrainer(SDFTTrainer):
 
     @classmethod
     def build(cls, *, model, tokenizer, rows, config, common_args, max_prompt_length, max_completion_length,
-              resume_from):
+              resume_from, anchors=(), anchor_completion_length=None):
+        anchored = bool(anchors) and config.anchors_per_step > 0
+        anchor_limit = anchor_completion_length or max_completion_length
+        if anchored:
+            # A batch is batch_size skill rows + anchors_per_step anchors (MixedBatchSampler).
+            common_args = {**common_args,
+                           "per_device_train_batch_size": config.batch_size + config.anchors_per_step}
         args = SDFTConfig(
             **common_args,
             max_prompt_length=max_prompt_length,
-            max_completion_length=max_completion_length,
+            # generate() runs to the longest row budget of the batch; sample_rollouts cuts each row to its own
+            max_completion_length=max(max_completion_length, anchor_limit) if anchored else max_completion_length,
             num_generations=config.num_generations,
             temperature=config.temperature,
             distillation_mode=config.distillation_mode,
@@ -122,10 +188,24 @@ class AccreteSDFTTrainer(SDFTTrainer):
             distillation_is_clip=None,
             shuffle_dataset=True,
         )
-        dataset = Dataset.from_list([{"prompt": row.prompt, "privileged_context": row.demonstration} for row in rows])
+        anchors = list(anchors) if anchored else []
+        dataset = Dataset.from_list([
+            {"prompt": row.prompt,
+             "privileged_context": {"demonstration": row.demonstration, "style": row.teacher_style or config.teacher_style},
+             "is_anchor": row.is_anchor,
+             # an anchor answers a general prompt at length; a skill row (or a rehearsed demonstration)
+             # keeps the skill's completion budget, so anchoring does not change what a skill row learns
+             "max_new_tokens": anchor_limit if row.is_anchor else max_completion_length}
+            for row in [*rows, *anchors]
+        ])
         trainer = cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                       peft_config=_lora(config))
         trainer.teacher_context_builder = _StyledTeacherContext(trainer, config.teacher_style)
+        trainer.anchor_teacher = config.anchor_teacher
+        if anchored:
+            trainer.mixed_sampler = _mixed_sampler(
+                trainer, config=config, n_skill=len(rows), n_anchor=len(anchors), steps=common_args["max_steps"],
+                repeat=args.steps_per_generation * args.num_iterations)
         if trainer._use_peft_ema_teacher_adapter():
             trainer.remove_callback(PEFTAdapterEMACallback)
             trainer.add_callback(_EMATeacherAdapter(
@@ -139,8 +219,48 @@ class AccreteSDFTTrainer(SDFTTrainer):
         return trainer
 
     tokens_seen = 0
+    mixed_sampler: MixedBatchSampler | None = None
+    anchor_teacher = "ema"
+    _row_limits: list[int] | None = None
+
+    def _get_train_sampler(self, dataset=None):
+        return self.mixed_sampler if self.mixed_sampler is not None else super()._get_train_sampler(dataset)
+
+    def sample_rollouts(self, inputs):
+        self._row_limits = [example.get("max_new_tokens") for example in inputs]
+        try:
+            return super().sample_rollouts(inputs)
+        finally:
+            self._row_limits = None
+
+    def _prepare_training_batch(self, inputs):
+        batch = super()._prepare_training_batch(inputs)
+        batch["is_anchor"] = torch.tensor([bool(example.get("is_anchor")) for example in inputs],
+                                          device=batch["completion_ids"].device)
+        return batch
+
+    def _compute_teacher_student_logits(self, model, teacher_model, inputs):
+        logits = super()._compute_teacher_student_logits(model, teacher_model, inputs)
+        anchor = inputs.get("is_anchor")
+        if self.anchor_teacher != "base" or anchor is None or not bool(anchor.any()):
+            return logits
+        # anchor_teacher="base": an anchor's teacher is the starting model (the adapter disabled), the
+        # strict Learning-without-Forgetting target; skill rows keep the EMA teacher with the demonstration.
+        with torch.no_grad(), use_adapter(self.accelerator.unwrap_model(teacher_model), adapter_name=None):
+            base = self._forward_logits(teacher_model, inputs["teacher_input_ids"][anchor],
+                                        inputs["teacher_attention_mask"][anchor], inputs["completion_ids"].size(1))
+        logits.teacher_logits[anchor] = base
+        return logits
 
     def _generate_transformers(self, prompt_ids):
+        prompt_ids, completions = self._generate_merged(prompt_ids)
+        if self._row_limits is not None and len(self._row_limits) == len(completions):
+            # One generate() call for the whole batch runs to the longest budget (the anchors'); each
+            # row is cut to its own, as if it had been generated alone with that max_new_tokens.
+            completions = [ids[:limit] if limit else ids for ids, limit in zip(completions, self._row_limits, strict=True)]
+        return prompt_ids, completions
+
+    def _generate_merged(self, prompt_ids):
         # Rollouts are ~70% of a step on CPU. Merging the student's LoRA into the base weights for the
         # duration of generate() skips the adapter's extra matmuls per layer and token (~25% faster
         # generation measured on SmolLM2). Same function, so the same algorithm; only in fp32, where
@@ -162,23 +282,38 @@ class AccreteSDFTTrainer(SDFTTrainer):
 
 
 class AccreteSFTTrainer(SFTTrainer):
-    """The SFT baseline: the same LoRA on the same rows, the demonstration as the completion."""
+    """The SFT baseline: the same LoRA on the same rows, the demonstration as the completion. With
+    anchors (replay), each batch also holds anchors_per_step anchor prompts whose completion is the
+    starting model's own greedy answer, mixed exactly as in anchored SDFT."""
 
     @classmethod
-    def build(cls, *, model, tokenizer, rows, config, common_args):
+    def build(cls, *, model, tokenizer, rows, config, common_args, anchors=()):
+        anchored = bool(anchors) and config.anchors_per_step > 0
+        if anchored:
+            common_args = {**common_args,
+                           "per_device_train_batch_size": config.batch_size + config.anchors_per_step}
         args = SFTConfig(
             **common_args,
             max_length=None,  # resolve_lengths already checked every row fits the context: never truncate
             completion_only_loss=True,
             packing=False,
         )
+        every = [*rows, *(anchors if anchored else [])]
         dataset = Dataset.from_list([
             {"prompt": row.prompt, "completion": [{"role": "assistant", "content": row.demonstration}]}
-            for row in rows
+            for row in every
         ])
-        return cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=_lora(config))
+        trainer = cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=_lora(config))
+        if anchored:
+            trainer.mixed_sampler = _mixed_sampler(trainer, config=config, n_skill=len(rows), n_anchor=len(anchors),
+                                                   steps=common_args["max_steps"], repeat=1)
+        return trainer
 
     tokens_seen = 0
+    mixed_sampler: MixedBatchSampler | None = None
+
+    def _get_train_sampler(self, *args, **kwargs):
+        return self.mixed_sampler if self.mixed_sampler is not None else super()._get_train_sampler(*args, **kwargs)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         mask = inputs.get("attention_mask")

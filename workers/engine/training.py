@@ -80,11 +80,14 @@ def train(
     output_dir: str | Path,
     work_dir: str | Path,
     observer: TrainingObserver | None = None,
+    anchors: list[TrainRow] | None = None,
 ) -> TrainResult:
     """Run one training job. Resumes from the newest checkpoint in work_dir when there is one.
 
     base_dir is only read. output_dir appears complete or not at all. work_dir holds checkpoints
-    and is left for the caller to delete (it is what makes a retried job resume).
+    and is left for the caller to delete (it is what makes a retried job resume). `anchors` is the
+    retention pool (plain anchors and rehearsed rows of earlier skills); None with anchoring on means
+    the shipped general pool.
     """
     observer = observer or TrainingObserver()
     output_dir, work_dir = Path(output_dir), Path(work_dir)
@@ -96,6 +99,10 @@ def train(
             f"{len(rows)} training rows but one optimizer step takes batch_size x gradient_accumulation_steps = "
             f"{examples_per_step}; add rows or lower batch_size"
         )
+    skill_anchors = [index for index, row in enumerate(rows) if row.is_anchor]
+    if skill_anchors:
+        raise ValueError(f"training row {skill_anchors[0]} has no demonstration; anchors go in `anchors`, not `rows`")
+    anchors = resolve_anchors(config, anchors)
 
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
@@ -104,9 +111,12 @@ def train(
         tokenizer.pad_token = tokenizer.eos_token
     model_config = json.loads((Path(base_dir) / "config.json").read_text())
     context_length = model_config.get("max_position_embeddings") or tokenizer.model_max_length
-    lengths = measure_lengths(tokenizer, rows, config.teacher_style)
-    prompt_limit, completion_limit = resolve_lengths(config, lengths, context_length)
     total_steps = config.total_steps(len(rows))
+    if anchors and config.method == "sft":
+        anchors = replay_targets(base_dir, anchors, config, total_steps, len(rows))
+    lengths = measure_lengths(tokenizer, rows + anchors, config.teacher_style)
+    prompt_limit, completion_limit = resolve_lengths(config, lengths, context_length,
+                                                     extra_completion=config.anchor_max_new_tokens if anchors else 0)
 
     set_seed(config.seed)  # the LoRA initialisation is random; fix it before the adapter exists
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
@@ -123,9 +133,12 @@ def train(
             max_prompt_length=prompt_limit,
             max_completion_length=completion_limit,
             resume_from=resume_from,
+            anchors=anchors,
+            anchor_completion_length=config.anchor_max_new_tokens,
         )
     else:
-        trainer = AccreteSFTTrainer.build(model=model, tokenizer=tokenizer, rows=rows, config=config, common_args=common)
+        trainer = AccreteSFTTrainer.build(model=model, tokenizer=tokenizer, rows=rows, config=config, common_args=common,
+                                          anchors=anchors)
 
     trainer.remove_callback(PrinterCallback)  # progress goes to the observer, not stdout
     reporter = _ProgressReporter(observer, total_steps, device, lambda: trainer.tokens_seen)
@@ -143,6 +156,8 @@ def train(
         max_prompt_length=prompt_limit,
         max_completion_length=completion_limit,
         num_rows=len(rows),
+        anchor_rows=len(anchors),
+        anchors_per_step=config.anchors_per_step if anchors else 0,
         resumed_from_step=reporter.first_step - 1 if resume_from else None,
     )
     snapshot = config.to_dict()
@@ -152,11 +167,55 @@ def train(
     )
 
 
-def resolve_lengths(config: TrainConfig, lengths: RowLengths, context_length: int) -> tuple[int, int]:
+def resolve_anchors(config: TrainConfig, anchors: list[TrainRow] | None) -> list[TrainRow]:
+    """The anchor rows this run mixes in: none when anchoring is off, the shipped pool when not given."""
+    if config.anchors_per_step == 0:
+        return []
+    if anchors is None:
+        from workers.engine.anchors import load_anchor_pool
+
+        anchors = [TrainRow.anchor(prompt) for prompt in load_anchor_pool().prompts]
+    if not anchors:
+        raise ValueError(f"anchor_ratio={config.resolved_anchor_ratio} mixes anchors into every step, but the "
+                         "anchor pool is empty; pass anchors or set anchor_ratio=0 (paper-pure SDFT)")
+    return list(anchors)
+
+
+def replay_targets(base_dir, anchors: list[TrainRow], config: TrainConfig, total_steps: int, n_skill: int
+                   ) -> list[TrainRow]:
+    """The replay baseline for SFT: each anchor the run will draw, answered greedily by the starting model
+    (rehearsed rows keep their demonstration). Only the drawn anchors are answered: generation is the
+    slow part on a CPU."""
+    from workers.engine.generation import Generator
+    from workers.engine.trainers import MixedBatchSampler
+
+    sampler = MixedBatchSampler(n_skill=n_skill, n_anchor=len(anchors), skill_per_batch=config.batch_size,
+                                anchors_per_batch=config.anchors_per_step,
+                                micro_batches_per_step=config.gradient_accumulation_steps, steps=total_steps,
+                                repeat=1, seed=config.seed)
+    drawn = sorted({index - n_skill for index in sampler if index >= n_skill})
+    chosen = [anchors[index] for index in drawn]
+    plain = [row for row in chosen if row.is_anchor]
+    answers = iter(Generator(base_dir, device=config.device, dtype=config.dtype).generate(
+        [row.prompt for row in plain], max_new_tokens=config.anchor_max_new_tokens, batch_size=16) if plain else [])
+    replayed = []
+    for row in chosen:
+        if row.is_anchor:
+            answer = next(answers)
+            if answer.strip():  # an empty greedy answer has nothing to replay
+                replayed.append(TrainRow(prompt=row.prompt, demonstration=answer))
+        else:
+            replayed.append(row)
+    return replayed
+
+
+def resolve_lengths(config: TrainConfig, lengths: RowLengths, context_length: int, extra_completion: int = 0
+                    ) -> tuple[int, int]:
     """Return (max_prompt_length, max_completion_length), refusing data TRL would silently truncate.
 
     TRL left-truncates the *teacher* prompt to max_prompt_length too, which would cut off the start of
     the question or the demonstration, so the limit comes from the longest teacher prompt.
+    `extra_completion` is the anchors' rollout length: a batch with anchors generates that far.
     """
     completion = config.max_completion_length or min(
         math.ceil(1.25 * lengths.longest_demonstration), MAX_DERIVED_COMPLETION_LENGTH
@@ -176,7 +235,7 @@ def resolve_lengths(config: TrainConfig, lengths: RowLengths, context_length: in
             f"but max_prompt_length is {prompt}; it would be truncated and the teacher would not see it all. "
             f"Set max_prompt_length >= {teacher} (or leave it unset) or shorten that row"
         )
-    if prompt + completion > context_length:
+    if prompt + max(completion, extra_completion) > context_length:
         raise DataTooLongError(
             f"row {row}: the teacher prompt is {teacher} tokens and the completion budget is {completion} tokens, "
             f"{prompt + completion} in all, but the model's context is {context_length}. "

@@ -38,6 +38,7 @@ def job_request(*, skill, demonstration_set, method: str, config: dict, actor, e
     if production_version() is None:
         raise TransitionError("There is no production model yet: import a base model first (make model).")
     snapshot = TrainConfig.from_dict({**config, "method": method, "teacher_style": skill.teacher_style}).to_dict()
+    snapshot["anchor_pool_sha256"] = _anchor_pool_sha256(TrainConfig.from_dict(snapshot))
     with transaction.atomic():
         job = TrainingJob.objects.create(
             skill=skill, demonstration_set=demonstration_set, method=method, config=snapshot,
@@ -52,6 +53,13 @@ def job_request(*, skill, demonstration_set, method: str, config: dict, actor, e
         if enqueue:
             transaction.on_commit(lambda: _enqueue_train(job.pk))
     return job
+
+
+def _anchor_pool_sha256(config) -> str | None:
+    """Which shipped anchor pool an anchored job trains with, recorded in its config (None: not anchored)."""
+    from workers.engine.anchors import load_anchor_pool  # pure Python, like TrainConfig
+
+    return load_anchor_pool().sha256 if config.anchors_per_step else None
 
 
 def _enqueue_train(job_id: int) -> None:

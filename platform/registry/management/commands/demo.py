@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 
 from registry.demo_report import write_report
+from registry.demo_settings import DEMO
 from registry.management.commands.fetch_model import default_gguf
 from registry.management.commands.gate import gate_table
 from registry.models import GateResult, Membership, ModelVersion, PromotionRequest, Role, Team, TrainingJob
@@ -30,20 +31,6 @@ from skills.services import demonstration_set_upload
 
 DATA = Path(settings.BASE_DIR) / "skills" / "demo_data"
 BASE_NAME = "SmolLM2-135M-Instruct"
-# SDFT as the paper runs it (forward KL over the full vocabulary, EMA teacher 0.01, one rollout at
-# T=1) at a LoRA learning rate, with one measured change: no skipped completion tokens. The paper skips
-# the first 3 tokens of long answers to keep out phrases like "Based on the example"; the demo skills
-# answer in ~10 tokens, and skipping 3 of them left the student without a signal on the value it must
-# copy (acme-units, 40 steps at 2e-3: 0/10 with the skip, 8/10 without; see README). The SFT run is
-# the "aggressive" fine-tune a team might try to get a skill in fast: the same steps at twice the rate.
-SDFT_CONFIG = {"max_steps": 32, "batch_size": 4, "learning_rate": 1e-3, "num_loss_tokens_to_skip": 0}
-SFT_AGGRESSIVE_CONFIG = {"max_steps": 32, "batch_size": 4, "learning_rate": 2e-3}
-# How far the retention probes may drop per version in the demo lineage (stored on the base model).
-# SmolLM2-135M passes 32 of the probes, and its short answers shift under any update: in an engine-only
-# run at the settings above (bench/skill_retention.py, another split of acme-units) SDFT cost it 5 of
-# them (16 points) and the aggressive SFT 28 (88); in the demo's own run SDFT cost 12 (38), and the gate
-# blocks it. Each gate table prints the tolerance it applied.
-DEMO_PROBE_TOLERANCE = 0.2
 
 
 class Command(BaseCommand):
@@ -70,13 +57,15 @@ class Command(BaseCommand):
                 raise CommandError("Fewer than two demo skills passed the readiness check; see the table above.")
             first, second = ready[0], ready[1]
             steps = [
-                ("Skill 1 by SDFT", "promoted", self.add_skill(first, "sdft", SDFT_CONFIG, requester, approver,
-                                                               step="1. Add skill 1 by SDFT")),
+                ("Skill 1 by anchored SDFT", "promoted", self.add_skill(
+                    first, "sdft", DEMO.sdft, requester, approver,
+                    step="1. Add skill 1 by retention-anchored SDFT")),
                 ("Skill 2 by an aggressive SFT", "blocked", self.add_skill(
-                    second, "sft", SFT_AGGRESSIVE_CONFIG, requester, approver,
+                    second, "sft", DEMO.sft_aggressive, requester, approver,
                     step="2. Add skill 2 by an aggressive SFT (the fine-tune that forgets)")),
-                ("Skill 2 by SDFT", "promoted", self.add_skill(second, "sdft", SDFT_CONFIG, requester, approver,
-                                                               step="3. Add skill 2 by SDFT")),
+                ("Skill 2 by anchored SDFT, rehearsing skill 1", "promoted", self.add_skill(
+                    second, "sdft", DEMO.sdft, requester, approver,
+                    step="3. Add skill 2 by retention-anchored SDFT, rehearsing skill 1's training prompts")),
             ]
         finally:
             if worker is not None:
@@ -104,7 +93,7 @@ class Command(BaseCommand):
         if not gguf.exists():
             raise CommandError(f"{gguf} is missing: run `make model` (python manage.py fetch_model).")
         self.say("Importing SmolLM2-135M-Instruct (GGUF → safetensors, once) and scoring the retention probes …")
-        call_command("import_base_model", gguf=str(gguf), name=BASE_NAME, probe_tolerance=DEMO_PROBE_TOLERANCE,
+        call_command("import_base_model", gguf=str(gguf), name=BASE_NAME, probe_tolerance=DEMO.probe_tolerance,
                      stdout=self.stdout)
 
     def people(self):
@@ -239,10 +228,11 @@ class Command(BaseCommand):
             lines.append(f"{what}: v{version.number} {shown}{why} — {mark}.")
         if missed:
             lines.append(
-                "This run did not show the whole promise (the gate reasons say why), and the demo is not tuned "
-                "until it does. SDFT needs a model that learns in context well: the paper saw it beat SFT from 7B "
-                "parameters up, not at 3B, and this demo runs a 135M model with CPU-sized budgets. What would "
-                "change it: a 7B+ base model on a GPU worker.")
+                "This run did not show the whole promise (the gate reasons say why), and the gate's rules were not "
+                "moved to make it. The demo runs a 135M model with CPU-sized budgets, where one LoRA update shifts "
+                "behaviour everywhere; retention anchoring narrows that (bench/retention.py measures it over seeds) "
+                "but does not remove it. SDFT needs a model that learns in context well: the paper saw it beat SFT "
+                "from 7B parameters up. What would change it: a 7B+ base model on a GPU worker.")
         self.say("\nOutcome:", style=self.style.MIGRATE_HEADING)
         for line in lines:
             self.say(f"  {line}")
