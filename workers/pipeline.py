@@ -128,7 +128,7 @@ def rehearsal_rows(job: TrainingJob, mode: str, skills: list[str] | None) -> lis
 
 def retention_rows(job: TrainingJob, config) -> list:
     """The anchor pool of a job: the shipped general anchors plus the rehearsed rows of earlier skills."""
-    from workers.engine.anchors import load_anchor_pool
+    from workers.engine.anchors import check_no_probe_overlap, load_anchor_pool
     from workers.engine.data import TrainRow
 
     if config.anchors_per_step == 0:
@@ -137,6 +137,10 @@ def retention_rows(job: TrainingJob, config) -> list:
     if config.anchor_pool_sha256 and config.anchor_pool_sha256 != pool.sha256:
         raise ValueError(f"the anchor pool changed since job {job.pk} was requested (sha256 "
                          f"{config.anchor_pool_sha256[:12]} then, {pool.sha256[:12]} now); request the job again")
+    # The test suite checks the shipped pool against the shipped probes; this checks it against the probes
+    # this lineage is actually gated on (an operator may have imported others).
+    probes = EvalCase.objects.filter(suite__kind=EvalSuite.Kind.PROBES, suite__base_model=job.parent_version.base_model)
+    check_no_probe_overlap(pool, [case.prompt[-1]["content"] for case in probes])
     return [TrainRow.anchor(prompt) for prompt in pool.prompts] + rehearsal_rows(
         job, config.rehearsal, config.rehearsal_skills)
 
