@@ -6,6 +6,7 @@ from django import forms
 
 from registry.models import TrainingJob
 from skills.models import Skill
+from workers.engine.config import MAX_ANCHOR_RATIO
 from workers.engine.scoring import SCORER_KINDS
 
 
@@ -58,8 +59,30 @@ class TrainForm(forms.Form):
     max_steps = forms.IntegerField(required=False, min_value=1, help_text="Overrides epochs when set.")
     batch_size = forms.IntegerField(required=False, min_value=1, help_text="Default 4.")
     lora_r = forms.IntegerField(required=False, min_value=1, label="LoRA rank (r)", help_text="Default 8.")
+    anchor_ratio = forms.FloatField(
+        required=False, min_value=0, max_value=MAX_ANCHOR_RATIO, label="Anchor ratio",
+        help_text="Retention anchor rows per skill row in each step. Default: 1 for SDFT, 0 for SFT; "
+                  "0 = paper-pure SDFT (no anchoring).")
+    anchor_teacher = forms.ChoiceField(
+        required=False, label="Anchor teacher",
+        choices=[("", "default (EMA)"), ("ema", "EMA teacher (slowly moving)"),
+                 ("base", "base: the starting model")],
+        help_text="What anchor rows are pulled toward.")
+    rehearsal = forms.ChoiceField(
+        required=False, label="Rehearsal of earlier skills",
+        choices=[("", "default (anchor)"), ("anchor", "anchor: their prompts as anchor rows"),
+                 ("demonstration", "demonstration: SDFT rows with their demonstrations"), ("off", "off")],
+        help_text="Earlier skills' training rows (never their eval cases) join the anchors.")
+    rehearsal_skills = forms.CharField(
+        required=False, max_length=2000, label="Skills to rehearse",
+        help_text="Comma-separated skill slugs, e.g. policy-codes, ticket-routing. Empty: every earlier skill.")
+
+    # A retrain carries the blocked job's other settings (e.g. num_loss_tokens_to_skip) unchanged.
+    carried = forms.CharField(required=False, widget=forms.HiddenInput)
 
     HYPERPARAMETERS = ("learning_rate", "num_epochs", "max_steps", "batch_size", "lora_r")
+    NOT_CARRIED = {"method", "teacher_style", "anchor_pool_sha256"}  # job_request sets these itself
+    RETENTION = ("anchor_ratio", "anchor_teacher", "rehearsal", "rehearsal_skills")
 
     def __init__(self, *args, demonstration_sets, **kwargs):
         super().__init__(*args, **kwargs)
@@ -70,10 +93,44 @@ class TrainForm(forms.Form):
         if latest is not None:
             self.fields["demonstration_set"].initial = latest.pk
 
+    def clean_rehearsal_skills(self) -> list[str] | None:
+        slugs = [slug.strip() for slug in self.cleaned_data["rehearsal_skills"].split(",") if slug.strip()]
+        if not slugs:
+            return None
+        unknown = sorted(set(slugs) - set(Skill.objects.filter(slug__in=slugs).values_list("slug", flat=True)))
+        if unknown:
+            raise forms.ValidationError(f"No skill {', '.join(repr(s) for s in unknown)}: use the skills' slugs, "
+                                        "separated by commas.")
+        return list(dict.fromkeys(slugs))
+
+    def clean_carried(self) -> dict:
+        raw = self.cleaned_data["carried"].strip()
+        try:
+            value = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("The carried settings are not a JSON object; start the form again.")
+        return {k: v for k, v in value.items() if k not in self.NOT_CARRIED}
+
     def config(self) -> dict:
-        """Only the fields the user set: everything else keeps the engine's defaults."""
-        return {name: self.cleaned_data[name] for name in self.HYPERPARAMETERS
-                if self.cleaned_data.get(name) is not None}
+        """The fields the user set, over the settings a retrain carries; the rest keeps the engine's defaults."""
+        return {**self.cleaned_data.get("carried", {}),
+                **{name: self.cleaned_data[name] for name in self.HYPERPARAMETERS + self.RETENTION
+                   if self.cleaned_data.get(name) not in (None, "")}}
+
+    @classmethod
+    def initial_for_retrain(cls, *, job: TrainingJob, remedy) -> dict:
+        """A blocked job's form again, by SDFT, with the remedy's retention settings: the same skill and
+        demonstration set, the job's hyperparameters."""
+        config = {**job.config, **remedy.config}
+        initial = {name: config[name] for name in cls.HYPERPARAMETERS + cls.RETENTION if config.get(name) is not None}
+        if isinstance(initial.get("rehearsal_skills"), list):
+            initial["rehearsal_skills"] = ", ".join(initial["rehearsal_skills"])
+        carried = {k: v for k, v in config.items()
+                   if k not in initial and k not in cls.NOT_CARRIED and k not in cls.RETENTION}
+        return {**initial, "method": TrainingJob.Method.SDFT, "demonstration_set": job.demonstration_set_id,
+                "carried": json.dumps(carried, sort_keys=True)}
 
 
 class DecisionForm(forms.Form):

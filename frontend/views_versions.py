@@ -1,5 +1,5 @@
-"""Model versions: the lineage, a version's scorecard and gate report, retraining a stale candidate,
-asking for promotion, and the forgetting matrix (page and JSON)."""
+"""Model versions: the lineage, a version's scorecard and gate report, retraining a stale or blocked
+candidate, asking for promotion, and the forgetting matrix (page and JSON)."""
 
 from django.contrib import messages
 from django.http import JsonResponse
@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from frontend.access import can, page, require, version_or_404
+from frontend.forms import TrainForm
 from registry.models import ModelVersion, Role
 from registry.selectors import (
     forgetting_matrix,
@@ -17,6 +18,8 @@ from registry.selectors import (
 )
 from registry.services.approvals import promotion_request_create
 from registry.services.jobs import job_request
+from registry.services.remedies import remedy_of_gate
+from skills.selectors import demonstration_sets_of
 
 
 @page
@@ -39,15 +42,33 @@ def version_detail(request, pk):
 @page
 @require_POST
 def version_retrain(request, pk):
+    """A stale candidate is retrained as it was, on the new production; a blocked one opens the training
+    form pre-filled with the gate's retention remedy, for the user to review and start."""
     version = version_or_404(request, pk)
     job = version.training_job
+    if job is not None and version.status == ModelVersion.Status.BLOCKED:
+        return _retrain_with_retention(request, version)
     if job is None or version.status != ModelVersion.Status.STALE:
-        messages.error(request, f"{version} is not a stale candidate: only those are retrained from here.")
+        messages.error(request, f"{version} is not a stale or blocked candidate: only those are retrained from here.")
         return redirect("version_detail", pk=version.pk)
     new_job = job_request(skill=job.skill, demonstration_set=job.demonstration_set, method=job.method,
                           config=_user_config(job.config), actor=request.user)
     messages.success(request, f"Retraining {job.skill.name} on the current production model as job {new_job.pk}.")
     return redirect("job_detail", pk=new_job.pk)
+
+
+def _retrain_with_retention(request, version):
+    job = version.training_job
+    require(request, job.skill.team, Role.CONTRIBUTOR, action=f"retrain {job.skill.name}")
+    remedy = remedy_of_gate(version.gate) if hasattr(version, "gate") else None
+    if remedy is None or not remedy.retrains_with_retention:
+        messages.error(request, f"The gate of {version} suggests no retention remedy: "
+                                + (remedy.action if remedy else "it has no gate report."))
+        return redirect("version_detail", pk=version.pk)
+    sets = demonstration_sets_of(job.skill)
+    form = TrainForm(initial=TrainForm.initial_for_retrain(job=job, remedy=remedy), demonstration_sets=sets)
+    return render(request, "frontend/job_start.html", {"skill": job.skill, "form": form, "has_sets": sets.exists(),
+                                                       "retrain_of": version, "remedy": remedy})
 
 
 def _user_config(snapshot: dict) -> dict:

@@ -170,3 +170,8 @@ LOGGING = {
 }
 # Retention probes: largest drop (0..1) the gate accepts. 0 = any forgotten probe blocks.
 ACCRETE_PROBE_TOLERANCE = env_float("ACCRETE_PROBE_TOLERANCE", 0.0, minimum=0.0)
+# Lineage budget: each candidate is gated against its parent only, so many small drops could add up.
+# Also compared along the production lineage, each with a cumulative tolerance (0..1): an earlier skill
+# against the best score it had since it entered production, the retention probes against the base model.
+ACCRETE_LINEAGE_SKILL_TOLERANCE = env_float("ACCRETE_LINEAGE_SKILL_TOLERANCE", 0.2, minimum=0.0)
+ACCRETE_LINEAGE_PROBE_TOLERANCE = env_float("ACCRETE_LINEAGE_PROBE_TOLERANCE", 0.3, minimum=0.0)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from registry.models import GateResult, MetricPoint, TrainingJob
+from registry.services.remedies import remedy_of_gate
 
 
 def _colour(score: float | None) -> str:
@@ -32,6 +33,18 @@ def curve_svg(points: list[tuple[int, float]], *, label: str, width: int = 420, 
             f"{y0:.4g}–{y1:.4g}</text></svg>")
 
 
+def _gate_row_html(row: dict) -> str:
+    interval = row.get("interval")
+    ci = f"{interval[0]:+.0%} to {interval[1]:+.0%}" if interval else "—"
+    ref = row.get("lineage")
+    lineage = "—" if not ref else (
+        f"{ref['delta']:+.0%} vs {'base' if ref['kind'] == 'base' else 'best'} v{ref['version']} "
+        f"({ref['score']:.0%}); budget {ref['budget']:.0%}: {ref['verdict']}")
+    return (f"<tr><td>{html.escape(row['name'])}</td><td>{row['before']:.0%}</td><td>{row['after']:.0%}</td>"
+            f"<td>{row['delta']:+.0%}</td><td>{ci}</td><td>{row.get('n', row['total'])}</td>"
+            f"<td>{row['tolerance']:.0%}</td><td>{lineage}</td><td>{row['verdict']}</td></tr>")
+
+
 def write_report(*, matrix: dict, out_dir: Path, outcome: Sequence[str] = (),
                  readiness: Sequence[tuple[str, dict | None]] = ()) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -46,25 +59,34 @@ def write_report(*, matrix: dict, out_dir: Path, outcome: Sequence[str] = (),
             delta = cell["delta"]
             d = "" if delta is None else (f"<br><small style='color:{'#b91c1c' if delta < 0 else '#15803d'}'>"
                                          f"{delta:+.0%}</small>")
+            ref = cell.get("lineage")
+            budget = "" if not ref else (
+                f"<br><small style='color:#6b7280'>{ref['delta']:+.0%} vs v{ref['version']} · "
+                + ("<b style='color:#b91c1c'>over budget</b>" if ref["verdict"] == "block"
+                   else f"{ref['left']:.0%} of {ref['budget']:.0%} left") + "</small>")
             cells += (f"<td style='background:{_colour(cell['score'])}'>{cell['score']:.0%} "
-                      f"<small>({cell['passed']}/{cell['total']})</small>{d}</td>")
+                      f"<small>({cell['passed']}/{cell['total']})</small>{d}{budget}</td>")
         method = f" [{row['method']}]" if row["method"] else ""
         body += (f"<tr><th>{html.escape(row['label'] + method)}</th>{cells}"
                  f"<td>{html.escape(row['status'])}</td><td>{html.escape(row['gate'] or '')}</td></tr>")
     gates = ""
     for gate in GateResult.objects.select_related("candidate", "baseline").order_by("candidate__number"):
-        rows = "".join(
-            f"<tr><td>{html.escape(r['name'])}</td><td>{r['before']:.0%}</td><td>{r['after']:.0%}</td>"
-            f"<td>{r['delta']:+.0%}</td><td>{r['tolerance']:.0%}</td><td>{r['verdict']}</td></tr>" for r in gate.rows)
+        rows = "".join(_gate_row_html(r) for r in gate.rows)
         reasons = "".join(f"<li>{html.escape(x)}</li>" for x in gate.reasons) or "<li>no drop beyond tolerance</li>"
+        reasons += "".join(f"<li>warning: {html.escape(r['name'])}: {html.escape(r['warning'])}</li>"
+                           for r in gate.rows if r.get("warning"))
+        remedy = remedy_of_gate(gate)
+        if remedy is not None:
+            reasons += (f"<li><b>suggested remedy:</b> {html.escape(remedy.action)} "
+                        f"<span class='muted'>Why: {html.escape(remedy.reason)}</span></li>")
         flips = "".join(
             f"<tr><td>{html.escape(f['suite'])}</td><td>{html.escape(f['prompt'][:120])}</td>"
             f"<td>{html.escape(f['expected'][:60])}</td><td>{html.escape(f['old_output'][:80])}</td>"
             f"<td>{html.escape(f['new_output'][:80])}</td></tr>"
             for f in gate.flipped if f["direction"] == "pass→fail")
         gates += (f"<h3>v{gate.candidate.number} vs v{gate.baseline.number}: {gate.verdict.upper()}</h3>"
-                  f"<table><tr><th>suite</th><th>before</th><th>after</th><th>Δ</th><th>tolerance</th><th>verdict</th>"
-                  f"</tr>{rows}</table><ul>{reasons}</ul>")
+                  f"<table><tr><th>suite</th><th>before</th><th>after</th><th>Δ</th><th>95% CI of Δ</th><th>n</th>"
+                  f"<th>tolerance</th><th>lineage budget</th><th>verdict</th></tr>{rows}</table><ul>{reasons}</ul>")
         if flips:
             gates += ("<details><summary>cases that flipped pass→fail</summary><table><tr><th>suite</th><th>prompt</th>"
                       f"<th>expected</th><th>before</th><th>after</th></tr>{flips}</table></details>")
@@ -90,8 +112,9 @@ def write_report(*, matrix: dict, out_dir: Path, outcome: Sequence[str] = (),
 td,th{{border:1px solid #e5e7eb;padding:.35rem .6rem;text-align:center}}.muted{{color:#6b7280}}</style></head><body>
 <h1>Accrete demo report</h1><p class="muted">{stamp}. One model, skill after skill; every candidate gated on every
 skill and on the retention probes.</p>
-{outcome_html}{ready_html}<h2>Forgetting matrix</h2><p class="muted">Score per eval suite; Δ against each version's parent. These are the
-stored eval runs the gates used.</p>
+{outcome_html}{ready_html}<h2>Forgetting matrix</h2><p class="muted">Score per eval suite; Δ against each version's parent; for gated
+versions, the lineage budget (Δ against the skill's best production score, or the base model for the probes, and
+how much of the cumulative budget is left). These are the stored eval runs the gates used.</p>
 <table><tr><th>version</th>{head}<th>status</th><th>gate</th></tr>{body}</table>
 <h2>Gates</h2>{gates}<h2>Training curves</h2>{curves}</body></html>"""
     path = out_dir / "demo-report.html"

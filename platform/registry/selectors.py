@@ -4,6 +4,7 @@ from django.db.models import Q, QuerySet
 
 from registry.models import EvalRun, GateResult, ModelVersion, PromotionRequest, Role, TrainingJob
 from registry.permissions import is_platform_admin
+from registry.services.remedies import remedy_of_gate
 from registry.services.versions import production_version  # noqa: F401 (one definition, re-exported)
 from skills.models import EvalSuite, Skill
 
@@ -48,7 +49,9 @@ def requests_awaiting(user) -> QuerySet:
 
 def forgetting_matrix(versions: list[ModelVersion] | None = None) -> dict:
     """Versions × suites (each skill's current suite, then the retention probes): score and delta
-    against each version's parent. The numbers are the stored eval runs the gates used."""
+    against each version's parent, and for gated versions the lineage budget the gate applied (delta
+    against the skill's best production score, or the base model for the probes). The numbers are the
+    stored eval runs the gates used."""
     if versions is None:
         versions = list(ModelVersion.objects.exclude(status=ModelVersion.Status.FAILED).order_by("number"))
     suites = []
@@ -61,6 +64,9 @@ def forgetting_matrix(versions: list[ModelVersion] | None = None) -> dict:
         version__in=versions, suite__in=suites, status=EvalRun.Status.SUCCEEDED)}
     rows = []
     for version in versions:
+        gate = GateResult.objects.filter(candidate=version).first()
+        # The lineage budget as the gate recorded it: reference version, score, cumulative delta, budget.
+        lineage_of = {row["suite"]: row.get("lineage") for row in gate.rows} if gate else {}
         cells = []
         for suite in suites:
             run = runs.get((version.pk, suite.pk))
@@ -69,8 +75,7 @@ def forgetting_matrix(versions: list[ModelVersion] | None = None) -> dict:
             delta = (score - parent_run.score) if (run and parent_run and score is not None
                                                    and parent_run.score is not None) else None
             cells.append({"score": score, "delta": delta, "passed": run.passed if run else None,
-                          "total": run.total if run else None})
-        gate = GateResult.objects.filter(candidate=version).first()
+                          "total": run.total if run else None, "lineage": lineage_of.get(suite.pk)})
         rows.append({"version": version.number, "label": version.label, "status": version.status,
                      "parent": version.parent.number if version.parent_id else None,
                      "method": version.training_job.method if version.training_job_id else None,
@@ -111,7 +116,25 @@ def job_page(job: TrainingJob) -> dict:
         "kl": [(step, kl) for step, _, kl in points if kl is not None],
         "events": list(job.events.order_by("created_at", "id")),
         "candidate": ModelVersion.objects.filter(training_job=job).first(),
+        "anchoring": anchoring_summary(job),
     }
+
+
+def anchoring_summary(job: TrainingJob) -> dict:
+    """How a job held on to what the model knew, read from its config snapshot: anchor ratio and teacher,
+    the anchor pool's hash, and which earlier skills it rehearsed."""
+    from workers.engine.config import DEFAULT_ANCHOR_RATIO  # pure Python, no torch
+
+    config = job.config or {}
+    if "anchor_ratio" not in config:
+        return {"recorded": False}
+    ratio = config["anchor_ratio"]
+    ratio = DEFAULT_ANCHOR_RATIO.get(job.method, 0.0) if ratio is None else float(ratio)
+    per_step = 0 if ratio == 0 else max(1, round(ratio * config.get("batch_size", 1)))
+    return {"recorded": True, "anchored": ratio > 0, "ratio": ratio, "per_step": per_step,
+            "method_default": config["anchor_ratio"] is None, "teacher": config.get("anchor_teacher", "ema"),
+            "pool": (config.get("anchor_pool_sha256") or "")[:12], "rehearsal": config.get("rehearsal", "anchor"),
+            "rehearsal_skills": config.get("rehearsal_skills"), "method": job.method}
 
 
 def version_page(version: ModelVersion, user) -> dict:
@@ -127,6 +150,7 @@ def version_page(version: ModelVersion, user) -> dict:
         "lineage": lineage(version),
         "scorecard": runs,
         "gate": gate,
+        "remedy": remedy_of_gate(gate) if gate is not None else None,
         "open_request": open_request,
         "can_decide": decidable,
         "requests": list(version.promotion_requests.select_related("requested_by").prefetch_related(

@@ -1,6 +1,21 @@
 """The regression gate: a candidate against its parent (the production version it was trained from) on
-every active skill's eval suite and on the retention probes. Any drop beyond tolerance blocks."""
+every active skill's eval suite and on the retention probes.
 
+Two rules block, each row recording both:
+- per step (the rule since the start): a drop against the parent beyond the skill's tolerance (the base
+  model's probe tolerance for the probes); the skill being added must gain at least its min-gain.
+- the lineage budget: a candidate is compared with its parent only, so ten skills that each cost 3 probe
+  points would all pass while the model loses 30. So each earlier skill is also compared with the best
+  score it had on the same suite since it entered production, and the probes with the base model of the
+  lineage, each against a cumulative tolerance (ACCRETE_LINEAGE_SKILL_TOLERANCE / _PROBE_TOLERANCE).
+
+Each row also carries the paired difference candidate − parent on the same cases with its 95 % interval,
+and a warning when the suite is too small to resolve its tolerance. Both are information: the verdict
+reads the point estimates."""
+
+import math
+
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
@@ -9,6 +24,7 @@ from registry.models import CaseResult, EvalRun, GateResult, ModelVersion
 from registry.services.audit import audit_record
 from registry.services.versions import production_version, version_transition
 from skills.models import EvalSuite, Skill
+from workers.engine.intervals import paired_difference_interval
 
 S = ModelVersion.Status
 EPS = 1e-9
@@ -29,23 +45,72 @@ def gate_suites(*, candidate: ModelVersion) -> list[EvalSuite]:
     return suites
 
 
-def _flips(before: EvalRun, after: EvalRun) -> list[dict]:
-    old = {r.case_id: r for r in CaseResult.objects.filter(eval_run=before).select_related("case")}
-    flips = []
-    for new in CaseResult.objects.filter(eval_run=after).select_related("case"):
-        prev = old.get(new.case_id)
-        if prev is None or prev.passed == new.passed or not new.case.counted:
-            continue
-        flips.append({
-            "suite": str(after.suite), "case": new.case.key, "direction": "pass→fail" if prev.passed else "fail→pass",
-            "prompt": new.case.prompt[-1]["content"], "expected": new.case.reference,
-            "old_output": prev.output, "new_output": new.output, "detail": new.detail,
-        })
-    return flips
+def _case_pairs(before: EvalRun, after: EvalRun) -> list[tuple[CaseResult, CaseResult]]:
+    """(parent's result, candidate's result) for each counted case both runs answered: the cases the
+    scores are computed over."""
+    old = {r.case_id: r for r in CaseResult.objects.filter(eval_run=before)}
+    return [(old[new.case_id], new)
+            for new in CaseResult.objects.filter(eval_run=after).select_related("case").order_by("case_id")
+            if new.case_id in old and new.case.counted]
+
+
+def _flips(after: EvalRun, pairs: list[tuple[CaseResult, CaseResult]]) -> list[dict]:
+    return [{
+        "suite": str(after.suite), "case": new.case.key, "direction": "pass→fail" if prev.passed else "fail→pass",
+        "prompt": new.case.prompt[-1]["content"], "expected": new.case.reference,
+        "old_output": prev.output, "new_output": new.output, "detail": new.detail,
+    } for prev, new in pairs if prev.passed != new.passed]
+
+
+def small_suite_warning(*, n: int, tolerance: float) -> str | None:
+    """A suite where one flipped case moves the score by at least the tolerance cannot tell a drop within
+    tolerance from one beyond it."""
+    if tolerance <= EPS or n <= 0 or 1 / n < tolerance - EPS:
+        return None
+    return (f"{n} cases cannot resolve a {tolerance * 100:.0f}-point tolerance: one flipped case is a "
+            f"{100 / n:.0f}-point swing; add eval cases (≥ {math.ceil(2 / tolerance - EPS)})")
+
+
+def _ancestors(version: ModelVersion) -> list[ModelVersion]:
+    """`version` and the versions it descends from, oldest (the base) first."""
+    chain = []
+    while version is not None:
+        chain.append(version)
+        version = version.parent
+    return chain[::-1]
+
+
+def _lineage_reference(*, chain: list[ModelVersion], suite: EvalSuite) -> tuple[ModelVersion, float, str] | None:
+    """What the candidate's score on `suite` is held to along the lineage: (version, score, kind), or None
+    when nothing in the lineage was scored on this suite."""
+    if suite.kind == EvalSuite.Kind.PROBES:
+        root = chain[0]
+        run = EvalRun.objects.filter(version=root, suite=suite, status=EvalRun.Status.SUCCEEDED).first()
+        return (root, run.score, "base") if run is not None and run.score is not None else None
+    entered = next((i for i, v in enumerate(chain) if v.skill_id == suite.skill_id and v.promoted_at), None)
+    if entered is None:
+        return None
+    window = [v for v in chain[entered:] if v.promoted_at is not None]
+    runs = {r.version_id: r.score for r in EvalRun.objects.filter(
+        version__in=window, suite=suite, status=EvalRun.Status.SUCCEEDED, score__isnull=False)}
+    scored = [(v, runs[v.pk]) for v in window if v.pk in runs]
+    if not scored:
+        return None
+    best = max(scored, key=lambda pair: pair[1])  # the earliest of equal bests
+    return best[0], best[1], "best"
+
+
+def _lineage_reason(name: str, lineage: dict) -> str:
+    points = (lineage["score"] - lineage["after"]) * 100
+    where = (f"the base v{lineage['version']}" if lineage["kind"] == "base"
+             else f"its best, v{lineage['version']}")
+    return f"{name} {'are' if name == 'retention probes' else 'is'} {points:.0f} points below {where} " \
+           f"(lineage budget {lineage['budget']:.0%})"
 
 
 def gate_evaluate(*, candidate: ModelVersion, actor=None) -> GateResult:
-    """Compare the candidate with its parent on every suite and record the verdict. Idempotent."""
+    """Compare the candidate with its parent (and its lineage) on every suite and record the verdict.
+    Idempotent."""
     existing = GateResult.objects.filter(candidate=candidate).first()
     if existing is not None:
         return existing
@@ -58,6 +123,7 @@ def gate_evaluate(*, candidate: ModelVersion, actor=None) -> GateResult:
     missing = [f"{v} on {s}" for s in suites for v in (baseline, candidate) if (v.pk, s.pk) not in runs]
     if missing:
         raise GateNotReady("Scores missing for: " + "; ".join(missing) + ". Run the evaluations first.")
+    chain = _ancestors(baseline)
 
     rows, flipped, reasons = [], [], []
     for suite in suites:
@@ -66,10 +132,16 @@ def gate_evaluate(*, candidate: ModelVersion, actor=None) -> GateResult:
         is_probe = suite.kind == EvalSuite.Kind.PROBES
         tolerance = candidate.base_model.effective_probe_tolerance if is_probe else suite.skill.tolerance
         name = "retention probes" if is_probe else suite.skill.slug
+        pairs = _case_pairs(before, after)
+        interval = paired_difference_interval([float(p.passed) for p, _ in pairs],
+                                              [float(n.passed) for _, n in pairs])
         row = {"suite": suite.pk, "name": name, "kind": suite.kind, "before": b, "after": a, "delta": a - b,
                "tolerance": tolerance, "passed_before": before.passed, "passed_after": after.passed,
                "total": after.total, "target": (not is_probe and suite.skill_id == candidate.skill_id),
-               "verdict": "pass"}
+               "verdict": "pass", "n": interval.n,
+               # JSON (and PostgreSQL's jsonb) has no infinity: an undefined interval is stored as null.
+               "interval": [interval.low, interval.high] if interval.defined else None,
+               "warning": small_suite_warning(n=after.total, tolerance=tolerance), "lineage": None}
         if b - a > tolerance + EPS:
             row["verdict"] = "block"
             reasons.append(f"{name} dropped from {b:.0%} to {a:.0%} (tolerance {tolerance:.0%})")
@@ -80,8 +152,23 @@ def gate_evaluate(*, candidate: ModelVersion, actor=None) -> GateResult:
                 row["verdict"] = "block"
                 reasons.append(f"{name} (the skill being added) did not improve enough: {b:.0%} → {a:.0%} "
                                f"(needs a gain > 0 and ≥ {min_gain:.0%})")
+        else:
+            reference = _lineage_reference(chain=chain, suite=suite)
+            if reference is not None:
+                version, score, kind = reference
+                budget = (settings.ACCRETE_LINEAGE_PROBE_TOLERANCE if is_probe
+                          else settings.ACCRETE_LINEAGE_SKILL_TOLERANCE)
+                left = budget + (a - score)
+                lineage = {"version": version.number, "kind": kind, "score": score, "after": a,
+                           "delta": a - score, "budget": budget, "left": 0.0 if abs(left) < EPS else left,
+                           "verdict": "block" if score - a > budget + EPS else "pass"}
+                row["lineage"] = lineage
+                # One reason per row: a row the per-step rule already blocked names that drop.
+                if lineage["verdict"] == "block" and row["verdict"] == "pass":
+                    row["verdict"] = "block"
+                    reasons.append(_lineage_reason(name, lineage))
         rows.append(row)
-        flipped.extend(_flips(before, after))
+        flipped.extend(_flips(after, pairs))
 
     verdict = GateResult.Verdict.BLOCK if reasons else GateResult.Verdict.PASS
     with transaction.atomic():
