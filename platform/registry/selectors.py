@@ -66,7 +66,7 @@ def forgetting_matrix(versions: list[ModelVersion] | None = None) -> dict:
     for version in versions:
         gate = GateResult.objects.filter(candidate=version).first()
         # The lineage budget as the gate recorded it: reference version, score, cumulative delta, budget.
-        lineage_of = {row["suite"]: row.get("lineage") for row in gate.rows} if gate else {}
+        lineage_of = {row["suite"]: row.get("lineage") for row in gate.rows if "suite" in row} if gate else {}
         cells = []
         for suite in suites:
             run = runs.get((version.pk, suite.pk))

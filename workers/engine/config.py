@@ -87,9 +87,10 @@ class TrainConfig:
     # `base`: the starting model, adapter disabled) on general prompts. None: DEFAULT_ANCHOR_RATIO[method].
     anchor_ratio: float | None = None
     anchor_teacher: str = "ema"
-    # Rollout length of an anchor row. Generation is most of a CPU step, and a general answer runs to the
-    # limit, so this sets the cost of anchoring: 32 tokens made a demo step ~4x a plain one, 16 ~2x. The
-    # forgetting we saw shows in the first tokens (the skill's format leaking into every answer).
+    # Rollout length of an anchor row. A general answer runs to the limit and generation is much of a CPU
+    # step, so this sets the cost of anchoring: on the demo's SmolLM2 job (4 skill rows + 4 anchors) a step
+    # took ~20 s with 32 tokens and ~13 s with 16 (plain SDFT ~4.5 s). The forgetting we saw shows in the
+    # first tokens (the skill's format leaking into every answer).
     anchor_max_new_tokens: int = 16
     # Earlier skills of the lineage join the anchors: their *training* rows as plain anchors ("anchor",
     # teacher = the prompt alone), as SDFT rows with their demonstration ("demonstration"), or not ("off").

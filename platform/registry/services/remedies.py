@@ -24,6 +24,10 @@ class Remedy:
         return bool(self.config)
 
 
+def _is_probes(row: dict) -> bool:
+    return row.get("kind") == PROBES or row.get("name") == "retention probes"  # rows from before "kind"
+
+
 def _blocked(row: dict) -> bool:
     return row.get("verdict") == "block" or (row.get("lineage") or {}).get("verdict") == "block"
 
@@ -32,7 +36,7 @@ def _drop_text(row: dict) -> str:
     lineage = row.get("lineage") or {}
     if lineage.get("verdict") == "block" and row["before"] - row["after"] <= row["tolerance"] + 1e-9:
         where = f"the base v{lineage['version']}" if lineage["kind"] == "base" else f"its best, v{lineage['version']}"
-        return (f"{row['name']} {'are' if row['kind'] == PROBES else 'is'} {-lineage['delta'] * 100:.0f} points "
+        return (f"{row['name']} {'are' if _is_probes(row) else 'is'} {-lineage['delta'] * 100:.0f} points "
                 f"below {where} (lineage budget {lineage['budget']:.0%})")
     return f"{row['name']} dropped {(row['before'] - row['after']) * 100:.0f} points (tolerance {row['tolerance']:.0%})"
 
@@ -45,8 +49,8 @@ def gate_remedy(*, rows: list[dict], config: dict) -> Remedy | None:
     blocked = [row for row in rows if _blocked(row)]
     if not blocked:
         return None
-    probes = [row for row in blocked if row.get("kind") == PROBES]
-    skills = [row for row in blocked if row.get("kind") != PROBES and not row.get("target")]
+    probes = [row for row in blocked if _is_probes(row)]
+    skills = [row for row in blocked if not _is_probes(row) and not row.get("target")]
     target = [row for row in blocked if row.get("target")]
     if not probes and not skills:
         row = target[0]
