@@ -75,6 +75,12 @@ class MixedBatchSampler(Sampler):
         self.skill_per_batch, self.anchors_per_batch = skill_per_batch, anchors_per_batch
         self.micro, self.steps, self.repeat, self.seed = micro_batches_per_step, steps, repeat, seed
 
+    @classmethod
+    def for_config(cls, config: TrainConfig, *, n_skill: int, n_anchor: int, steps: int, repeat: int):
+        return cls(n_skill=n_skill, n_anchor=n_anchor, skill_per_batch=config.batch_size,
+                   anchors_per_batch=config.anchors_per_step, micro_batches_per_step=config.gradient_accumulation_steps,
+                   steps=steps, repeat=repeat, seed=config.seed)
+
     def __len__(self) -> int:
         return self.steps * self.micro * self.repeat * (self.skill_per_batch + self.anchors_per_batch)
 
@@ -96,14 +102,6 @@ class MixedBatchSampler(Sampler):
                 block += [next(anchors) for _ in range(self.anchors_per_batch)]
             for _ in range(self.repeat):
                 yield from block
-
-
-def _mixed_sampler(trainer, *, config: TrainConfig, n_skill: int, n_anchor: int, steps: int, repeat: int):
-    return MixedBatchSampler(
-        n_skill=n_skill, n_anchor=n_anchor, skill_per_batch=config.batch_size,
-        anchors_per_batch=config.anchors_per_step, micro_batches_per_step=config.gradient_accumulation_steps,
-        steps=steps, repeat=repeat, seed=config.seed,
-    )
 
 
 class _EMATeacherAdapter(PEFTAdapterEMACallback):
@@ -203,8 +201,8 @@ class AccreteSDFTTrainer(SDFTTrainer):
         trainer.teacher_context_builder = _StyledTeacherContext(trainer, config.teacher_style)
         trainer.anchor_teacher = config.anchor_teacher
         if anchored:
-            trainer.mixed_sampler = _mixed_sampler(
-                trainer, config=config, n_skill=len(rows), n_anchor=len(anchors), steps=common_args["max_steps"],
+            trainer.mixed_sampler = MixedBatchSampler.for_config(
+                config, n_skill=len(rows), n_anchor=len(anchors), steps=common_args["max_steps"],
                 repeat=args.steps_per_generation * args.num_iterations)
         if trainer._use_peft_ema_teacher_adapter():
             trainer.remove_callback(PEFTAdapterEMACallback)
@@ -305,7 +303,7 @@ class AccreteSFTTrainer(SFTTrainer):
         ])
         trainer = cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=_lora(config))
         if anchored:
-            trainer.mixed_sampler = _mixed_sampler(trainer, config=config, n_skill=len(rows), n_anchor=len(anchors),
+            trainer.mixed_sampler = MixedBatchSampler.for_config(config, n_skill=len(rows), n_anchor=len(anchors),
                                                    steps=common_args["max_steps"], repeat=1)
         return trainer
 

@@ -189,10 +189,7 @@ def replay_targets(base_dir, anchors: list[TrainRow], config: TrainConfig, total
     from workers.engine.generation import Generator
     from workers.engine.trainers import MixedBatchSampler
 
-    sampler = MixedBatchSampler(n_skill=n_skill, n_anchor=len(anchors), skill_per_batch=config.batch_size,
-                                anchors_per_batch=config.anchors_per_step,
-                                micro_batches_per_step=config.gradient_accumulation_steps, steps=total_steps,
-                                repeat=1, seed=config.seed)
+    sampler = MixedBatchSampler.for_config(config, n_skill=n_skill, n_anchor=len(anchors), steps=total_steps, repeat=1)
     drawn = sorted({index - n_skill for index in sampler if index >= n_skill})
     chosen = [anchors[index] for index in drawn]
     plain = [row for row in chosen if row.is_anchor]
