@@ -102,3 +102,12 @@ def test_the_module_is_pure_python():
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_pass_fail_difference_is_never_reported_beyond_100_points():
+    # given 19 of 20 cases flipped fail→pass: the t interval alone would run past +100 points
+    before, after = [0.0] * 20, [1.0] * 19 + [0.0]
+    raw = paired_difference_interval(before, after)
+    clipped = paired_difference_interval(before, after, bounds=(-1.0, 1.0))
+    assert raw.high > 1.0
+    assert clipped.high == 1.0 and clipped.low == raw.low and clipped.mean == raw.mean

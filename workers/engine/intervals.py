@@ -127,8 +127,11 @@ def normal_quantile(p: float) -> float:
 # --- intervals --------------------------------------------------------------------------------------
 
 def paired_difference_interval(before: Sequence[float], after: Sequence[float],
-                               confidence: float = 0.95) -> Interval:
+                               confidence: float = 0.95, bounds: tuple[float, float] | None = None) -> Interval:
     """Mean of after[i] − before[i] over cases paired by position, with its t interval.
+
+    `bounds` clips the interval to what the difference can be (−1..1 for pass/fail scores): the t interval
+    is symmetric and runs past ±100 points when nearly every case flipped one way.
 
     All differences equal (e.g. nothing flipped): a zero-width interval at that difference — the data
     show no variation, not infinite certainty, but there is nothing wider to report. Fewer than two
@@ -148,7 +151,10 @@ def paired_difference_interval(before: Sequence[float], after: Sequence[float],
         return Interval(mean, mean, mean, n)
     variance = math.fsum((d - mean) ** 2 for d in differences) / (n - 1)
     half = student_t_quantile((1.0 + confidence) / 2.0, n - 1) * math.sqrt(variance / n)
-    return Interval(mean, mean - half, mean + half, n)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return Interval(mean, low, high, n)
 
 
 def proportion_interval(successes: float, n: int, confidence: float = 0.95) -> Interval:

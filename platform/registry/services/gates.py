@@ -134,7 +134,7 @@ def gate_evaluate(*, candidate: ModelVersion, actor=None) -> GateResult:
         name = "retention probes" if is_probe else suite.skill.slug
         pairs = _case_pairs(before, after)
         interval = paired_difference_interval([float(p.passed) for p, _ in pairs],
-                                              [float(n.passed) for _, n in pairs])
+                                              [float(n.passed) for _, n in pairs], bounds=(-1.0, 1.0))
         row = {"suite": suite.pk, "name": name, "kind": suite.kind, "before": b, "after": a, "delta": a - b,
                "tolerance": tolerance, "passed_before": before.passed, "passed_after": after.passed,
                "total": after.total, "target": (not is_probe and suite.skill_id == candidate.skill_id),
