@@ -106,7 +106,7 @@ def demonstration_set_upload(*, skill: Skill, path, filename: str, actor, eval_p
     for row in iter_rows(path, report.format):
         hashes.append(row.content_hash)
         if eval_path is not None:
-            training_prompts.setdefault(_prompt_key(row), row.line)
+            training_prompts.setdefault(prompt_key(row.prompt), row.line)
     if eval_path is not None:
         leaks = _eval_rows_seen_in_training(training_prompts, eval_path, outcome.eval_report.format,
                                             train_name=Path(filename).name)
@@ -159,9 +159,10 @@ def demonstration_set_upload(*, skill: Skill, path, filename: str, actor, eval_p
     return outcome
 
 
-def _prompt_key(row) -> str:
-    """A row's prompt, compared the way a reader would: case and runs of whitespace ignored."""
-    return json.dumps([(m["role"], " ".join(m["content"].lower().split())) for m in row.prompt])
+def prompt_key(prompt: list[dict]) -> str:
+    """A prompt, compared the way a reader would: case and runs of whitespace ignored. The upload uses it to
+    refuse eval rows that repeat training rows; rehearsal, to keep every eval case out of training."""
+    return json.dumps([(m["role"], " ".join(m["content"].lower().split())) for m in prompt])
 
 
 def _eval_rows_seen_in_training(training_prompts: dict[str, int], eval_path, eval_fmt: str, *,
@@ -170,7 +171,7 @@ def _eval_rows_seen_in_training(training_prompts: dict[str, int], eval_path, eva
     the model would be scored on what it trained on."""
     problems = []
     for row in iter_rows(eval_path, eval_fmt):
-        line = training_prompts.get(_prompt_key(row))
+        line = training_prompts.get(prompt_key(row.prompt))
         if line is not None:
             problems.append(Problem(
                 row.line, "prompt", f"line {row.line}, field 'prompt': this prompt is also line {line} of the "

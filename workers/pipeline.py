@@ -18,6 +18,7 @@ from registry.services import evaluations, gates, jobs
 from registry.services.approvals import promotion_request_create
 from registry.services.versions import version_transition
 from skills.models import DemonstrationSet, EvalCase, EvalSuite
+from skills.services import prompt_key
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 20
@@ -95,10 +96,6 @@ def train_rows(dset: DemonstrationSet) -> list:
     return [TrainRow(prompt=row.prompt, demonstration=row.demonstration) for row in dset.rows.all()]
 
 
-def _prompt_key(prompt: list[dict]) -> str:
-    return json.dumps([(m["role"], " ".join(m["content"].lower().split())) for m in prompt])
-
-
 def rehearsal_rows(job: TrainingJob, mode: str, skills: list[str] | None) -> list:
     """The *training* rows of the skills already in the job's parent lineage (not the one being trained),
     as plain anchors or as SDFT rows with their demonstration. A prompt that is an eval case of any suite
@@ -108,7 +105,7 @@ def rehearsal_rows(job: TrainingJob, mode: str, skills: list[str] | None) -> lis
 
     if mode == "off":
         return []
-    held_out = {_prompt_key(prompt) for prompt in EvalCase.objects.values_list("prompt", flat=True)}
+    held_out = {prompt_key(prompt) for prompt in EvalCase.objects.values_list("prompt", flat=True)}
     rows, seen = [], set()
     version = job.parent_version
     while version is not None:
@@ -116,7 +113,7 @@ def rehearsal_rows(job: TrainingJob, mode: str, skills: list[str] | None) -> lis
         if (version.skill_id is not None and earlier is not None and version.skill_id != job.skill_id
                 and (skills is None or version.skill.slug in skills)):
             for row in earlier.demonstration_set.rows.all():
-                key = _prompt_key(row.prompt)
+                key = prompt_key(row.prompt)
                 if key in held_out or key in seen:
                     continue
                 seen.add(key)
