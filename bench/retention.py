@@ -206,9 +206,11 @@ def report(done: dict, args) -> None:
     def pct(values) -> str:
         return " ".join(f"{v:.0f}" for v in values)
 
-    def mean_ci(values, baseline=None) -> str:
-        """Mean over seeds with a 95 % t-interval (paired against `baseline` per seed when given)."""
-        iv = paired_difference_interval(baseline if baseline is not None else [0.0] * len(values), values)
+    def mean_ci(values, baseline=None, bounds=None) -> str:
+        """Mean over seeds with a 95 % t-interval (paired against `baseline` per seed when given), clipped to
+        what the quantity can be."""
+        iv = paired_difference_interval(baseline if baseline is not None else [0.0] * len(values), values,
+                                        bounds=bounds)
         if len(values) < 2:
             return f"{iv.mean:+.1f}" if baseline is not None else f"{iv.mean:.1f}"
         sign = "+" if baseline is not None else ""
@@ -219,7 +221,7 @@ def report(done: dict, args) -> None:
     for slug in args.skills:
         base_skill = 100 * sum(start[slug]) / len(start[slug])
         print(f"\n{slug} (base {base_skill:.0f}%)")
-        print(f"  {'method':<14}{'seeds':>6}  {'skill gain (points)':<28}{'probes kept (of ' + str(len(counted)) + ')':<28}")
+        print(f"  {'method':<14}{'seeds':>6}  {'skill gain (points)':<36}{'probes kept (of ' + str(len(counted)) + ')':<28}")
         by_method = {}
         for method in METHODS:
             runs = [done[k] for k in sorted(done) if k.startswith(f"single/{slug}/{method}/")]
@@ -229,14 +231,28 @@ def report(done: dict, args) -> None:
             gains = [100 * sum(r["scores"][slug]) / len(r["scores"][slug]) - base_skill for r in runs]
             kepts = [kept(r["scores"]) for r in runs]
             by_method[method] = dict(zip(seeds, zip(gains, kepts, strict=True), strict=True))
-            print(f"  {method:<14}{len(runs):>6}  {mean_ci(gains):<16}| {pct(gains):<10}{mean_ci(kepts):<16}| {pct(kepts)}")
+            gain_ci = mean_ci(gains, bounds=(-base_skill, 100 - base_skill))
+            kept_ci = mean_ci(kepts, bounds=(0, len(counted)))
+            print(f"  {method:<14}{len(runs):>6}  {gain_ci:<22}| {pct(gains):<12}{kept_ci:<20}| {pct(kepts)}")
         for anchored, plain in (("sdft+anchors", "sdft"), ("sft+anchors", "sft")):
             if anchored in by_method and plain in by_method:
                 common = sorted(set(by_method[anchored]) & set(by_method[plain]))
                 if common:
-                    gain = mean_ci([by_method[anchored][s][0] for s in common], [by_method[plain][s][0] for s in common])
-                    keep = mean_ci([by_method[anchored][s][1] for s in common], [by_method[plain][s][1] for s in common])
+                    gain = mean_ci([by_method[anchored][s][0] for s in common], [by_method[plain][s][0] for s in common],
+                                   bounds=(-100, 100))
+                    keep = mean_ci([by_method[anchored][s][1] for s in common], [by_method[plain][s][1] for s in common],
+                                   bounds=(-len(counted), len(counted)))
                     print(f"  paired {anchored} − {plain} over seeds {common}: skill {gain} points, probes kept {keep}")
+                    # the same difference paired per case (each probe in each seed), which also counts how
+                    # many cases moved: tighter than over three seeds, blind to seed-to-seed variation
+                    runs = {m: {int(k.rsplit("/", 1)[1]): done[k]["scores"] for k in done
+                                if k.startswith(f"single/{slug}/{m}/")} for m in (anchored, plain)}
+                    for what, key, cases in (("skill", slug, range(len(start[slug]))), ("probes kept", "probes", counted)):
+                        before = [float(runs[plain][s][key][i]) for s in common for i in cases]
+                        after = [float(runs[anchored][s][key][i]) for s in common for i in cases]
+                        iv = paired_difference_interval(before, after, bounds=(-1.0, 1.0))
+                        print(f"    paired per case and seed ({iv.n} pairs): {what} {iv.mean * 100:+.1f} points "
+                              f"[{iv.low * 100:+.1f}, {iv.high * 100:+.1f}]")
     sequence = [done[k] for k in sorted(done) if k.startswith("sequence/")]
     if sequence:
         first, second = args.skills[0], args.skills[1]
