@@ -125,7 +125,8 @@ def main() -> None:
     ap.add_argument("--base", type=Path, default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--skills", nargs="+", default=["acme-units", "ticket-routing"])
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS),
+                    help="single-step methods to run (none: only the sequence)")
     ap.add_argument("--sequence", nargs="*", default=list(SEQUENCE), choices=list(SEQUENCE))
     ap.add_argument("--results", type=Path, default=REPO / "var" / "bench" / "retention.jsonl")
     ap.add_argument("--work", type=Path, default=REPO / "var" / "bench" / "retention")
