@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=8)
     ap.add_argument("--skip", type=int, default=0, help="SDFT num_loss_tokens_to_skip (the paper: 3)")
     ap.add_argument("--n-eval", type=int, default=10)
+    ap.add_argument("--anchor-ratio", type=float, default=0.0,
+                    help="SDFT retention anchors per skill row (0: the paper's SDFT, as this bench has always run)")
     args = ap.parse_args()
 
     from peft import PeftModel
@@ -115,7 +117,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.base)
     for method in args.methods:
         lr = args.sdft_lr if method == "sdft" else args.sft_lr
-        extra = {"num_loss_tokens_to_skip": args.skip} if method == "sdft" else {}
+        extra = {"num_loss_tokens_to_skip": args.skip, "anchor_ratio": args.anchor_ratio} if method == "sdft" else {}
         config = TrainConfig(method=method, teacher_style=spec["teacher_style"], learning_rate=lr,
                              max_steps=args.steps, checkpoint_every=args.every, **extra)
         with tempfile.TemporaryDirectory(prefix="accrete-bench-") as tmp:
