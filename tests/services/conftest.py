@@ -40,6 +40,18 @@ def skill_with_cases(team, slug: str, *, cases: int = 20, tolerance: float = 0.0
     return skill
 
 
+def probe_suite(base_model, cases: int = 20):
+    """A probe suite of `cases` cases (probe i → p{i}) for `base_model`, every case counted."""
+    from skills.models import EvalCase, EvalSuite
+
+    suite = EvalSuite.objects.create(kind="probes", source="builtin", base_model=base_model)
+    EvalCase.objects.bulk_create([
+        EvalCase(suite=suite, key=f"probe-{i}", prompt=[{"role": "user", "content": f"probe {i}"}], reference=f"p{i}")
+        for i in range(cases)
+    ])
+    return suite
+
+
 def scores_record(version, target, *, passing: int):
     """Record `version`'s scores on `target` (a skill's one suite, or an EvalSuite such as the probes) as a
     worker would: the first `passing` cases right."""

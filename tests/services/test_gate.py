@@ -11,7 +11,7 @@ from registry.errors import GateNotReady
 from registry.models import AuditEvent, EvalRun, GateResult, ModelVersion
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote
-from tests.services.conftest import ECHO_PROMPTS, scores_grid, scores_record, skill_with_cases
+from tests.services.conftest import ECHO_PROMPTS, probe_suite, scores_grid, scores_record, skill_with_cases
 
 # --- synthetic scores -------------------------------------------------------------------------------
 
@@ -267,17 +267,6 @@ def test_a_versions_scores_are_computed_once_and_reused(gate_lineage, artifacts,
     assert loaded() == []
 
 
-def _probe_suite(base_model, cases: int = 20):
-    from skills.models import EvalCase, EvalSuite
-
-    suite = EvalSuite.objects.create(kind="probes", source="builtin", base_model=base_model)
-    EvalCase.objects.bulk_create([
-        EvalCase(suite=suite, key=f"probe-{i}", prompt=[{"role": "user", "content": f"probe {i}"}], reference=f"p{i}")
-        for i in range(cases)
-    ])
-    return suite
-
-
 @pytest.mark.parametrize(("probe_tolerance", "verdict"), [
     (None, "block"),  # the platform default (ACCRETE_PROBE_TOLERANCE=0): any forgotten probe blocks
     (0.1, "block"),  # a 15-point drop is beyond 10 points
@@ -289,7 +278,7 @@ def test_the_probe_tolerance_is_the_base_models_or_the_platform_default(make_can
     base_model = base_version.base_model
     base_model.probe_tolerance = probe_tolerance
     base_model.save()
-    suite = _probe_suite(base_model)
+    suite = probe_suite(base_model)
     candidate = make_candidate(legal_skills["tagging"], status="evaluating")
     scores_grid((legal_skills["codes"], legal_skills["tagging"], suite),
                 {base_version: (20, 0, 20), candidate: (20, 20, 17)})

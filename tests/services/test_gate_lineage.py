@@ -11,18 +11,7 @@ from django.core.management import call_command
 from registry.management.commands.gate import gate_table
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote
-from tests.services.conftest import scores_grid, skill_with_cases
-
-
-def probe_suite(base_model, cases: int = 20):
-    from skills.models import EvalCase, EvalSuite
-
-    suite = EvalSuite.objects.create(kind="probes", source="builtin", base_model=base_model)
-    EvalCase.objects.bulk_create([
-        EvalCase(suite=suite, key=f"probe-{i}", prompt=[{"role": "user", "content": f"probe {i}"}], reference=f"p{i}")
-        for i in range(cases)
-    ])
-    return suite
+from tests.services.conftest import probe_suite, scores_grid, skill_with_cases
 
 
 def promoted(version, people):

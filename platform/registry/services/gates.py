@@ -100,7 +100,7 @@ def _lineage_reference(*, chain: list[ModelVersion], suite: EvalSuite) -> tuple[
     return best[0], best[1], "best"
 
 
-def _lineage_reason(name: str, lineage: dict) -> str:
+def lineage_reason(name: str, lineage: dict) -> str:
     points = (lineage["score"] - lineage["after"]) * 100
     where = (f"the base v{lineage['version']}" if lineage["kind"] == "base"
              else f"its best, v{lineage['version']}")
@@ -166,7 +166,7 @@ def gate_evaluate(*, candidate: ModelVersion, actor=None) -> GateResult:
                 # One reason per row: a row the per-step rule already blocked names that drop.
                 if lineage["verdict"] == "block" and row["verdict"] == "pass":
                     row["verdict"] = "block"
-                    reasons.append(_lineage_reason(name, lineage))
+                    reasons.append(lineage_reason(name, lineage))
         rows.append(row)
         flipped.extend(_flips(after, pairs))
 

@@ -10,6 +10,8 @@ remedy and say why. A pure function: the version page, `manage.py gate` and the 
 
 from dataclasses import dataclass, field
 
+from registry.services.gates import lineage_reason
+
 PROBES = "probes"
 
 
@@ -35,9 +37,7 @@ def _blocked(row: dict) -> bool:
 def _drop_text(row: dict) -> str:
     lineage = row.get("lineage") or {}
     if lineage.get("verdict") == "block" and row["before"] - row["after"] <= row["tolerance"] + 1e-9:
-        where = f"the base v{lineage['version']}" if lineage["kind"] == "base" else f"its best, v{lineage['version']}"
-        return (f"{row['name']} {'are' if _is_probes(row) else 'is'} {-lineage['delta'] * 100:.0f} points "
-                f"below {where} (lineage budget {lineage['budget']:.0%})")
+        return lineage_reason(row["name"], lineage)
     return f"{row['name']} dropped {(row['before'] - row['after']) * 100:.0f} points (tolerance {row['tolerance']:.0%})"
 
 
