@@ -16,7 +16,7 @@ SDFT only helps when the teacher clearly beats the student. Usage (2-core CPU: ~
 
 --model is a Hugging Face folder (safetensors + tokenizer with a chat template), e.g. the folder that
 workers.engine.model_io.import_gguf writes for SmolLM2-135M-Instruct. No model path is built in.
-Scoring uses workers.engine.scoring.score when that module exists, else the inline equivalents below.
+Scoring uses workers.engine.contract.scoring.score when that module exists, else the inline equivalents below.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def load_rows(path: Path) -> list[dict]:
 
 def teacher_messages(prompt: list[dict], demonstration: str, style: str) -> list[dict]:
     try:  # the engine's own builder, when it exists, so the bench measures what training uses
-        from workers.engine.prompts import teacher_messages as engine_teacher_messages
+        from workers.engine.contract.prompts import teacher_messages as engine_teacher_messages
 
         return engine_teacher_messages(prompt, demonstration, style)
     except ImportError:
@@ -152,9 +152,9 @@ def inline_score(kind: str, output: str, reference: str, options: dict) -> CaseS
 
 def get_scorer():
     try:
-        from workers.engine.scoring import score as engine_score
+        from workers.engine.contract.scoring import score as engine_score
 
-        return engine_score, "workers.engine.scoring"
+        return engine_score, "workers.engine.contract.scoring"
     except ImportError:
         return inline_score, "inline"
 

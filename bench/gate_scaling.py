@@ -68,7 +68,7 @@ class LoadClock:
 
 def register_base(name: str, artifact_path: str, architecture: str):
     from registry.services.base_models import base_model_register
-    from workers.engine.probes import load_probes
+    from workers.engine.contract.probes import load_probes
 
     return base_model_register(name=name, source="bench", source_path=artifact_path, artifact_path=artifact_path,
                                sha256="0" * 64, architecture=architecture, num_parameters=0, context_length=2048,
@@ -121,8 +121,8 @@ def scores_compute(version) -> float:
 
 def candidate_create(parent, skill, user):
     """A candidate as a finished training job leaves it; its weights are the parent's (same folder)."""
-    from registry.models import TrainingJob
     from registry.services.versions import version_create_candidate
+    from training.models import TrainingJob
 
     job = TrainingJob.objects.create(skill=skill, demonstration_set=skill.demonstration_sets.get(),
                                      parent_version=parent, status="succeeded", requested_by=user)
@@ -131,7 +131,8 @@ def candidate_create(parent, skill, user):
 
 
 def gate_timed(candidate, clock: LoadClock) -> dict:
-    from registry.models import CaseResult, GateResult
+    from evaluation.models import CaseResult
+    from registry.models import GateResult
     from workers.pipeline import run_candidate_gate
 
     clock.seconds = 0.0
@@ -166,8 +167,8 @@ def main() -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
 
-    from registry.models import Membership, Role, Team
     from registry.services.versions import version_rollback
+    from teams.models import Membership, Role, Team
     from tests.tiny_models import smollm2_gguf, tiny_model_build, tokenizer_build
 
     artifacts = Path(settings.ACCRETE_ARTIFACTS)

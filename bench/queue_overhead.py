@@ -51,12 +51,13 @@ def main() -> int:
     torch.set_num_threads(1)
     call_command("migrate", verbosity=0)
 
-    from registry.models import Team, TrainingJob
     from registry.services.base_models import base_model_register
-    from registry.services.jobs import job_request
     from skills.services import demonstration_set_upload, skill_create
+    from teams.models import Team
     from tests.tiny_models import tiny_model_build, tokenizer_build
-    from workers.engine.config import TrainConfig
+    from training.models import TrainingJob
+    from training.services import job_request
+    from workers.engine.contract.config import TrainConfig
     from workers.engine.training import train
     from workers.pipeline import train_rows
 

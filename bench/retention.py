@@ -43,7 +43,7 @@ for path in (REPO, REPO / "platform"):
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from registry.demo_settings import DEMO  # noqa: E402  (pure Python)
+from demo.settings import DEMO  # noqa: E402  (pure Python)
 
 DATA = REPO / "skills" / "demo_data"
 METHODS = {
@@ -76,17 +76,17 @@ class Scorer:
     """Scores a model folder on every demo skill's held-out rows and on the probes."""
 
     def __init__(self, skills: dict):
+        from workers.engine.contract.probes import load_probes
         from workers.engine.data import EvalItem
-        from workers.engine.probes import load_probes
 
         self.skills = skills
         self.probes = [EvalItem(case_id=p.id, prompt=p.messages, reference=p.reference, scorer=p.scorer,
                                 scorer_options=p.options) for p in load_probes()]
 
     def __call__(self, model_dir) -> dict:
+        from workers.engine.contract.probes import PROBE_MAX_NEW_TOKENS
         from workers.engine.evaluation import evaluate
         from workers.engine.generation import Generator
-        from workers.engine.probes import PROBE_MAX_NEW_TOKENS
 
         generator = Generator(model_dir)
         out = {"probes": [c.passed for c in evaluate(generator, self.probes, "exact", {},
@@ -99,7 +99,7 @@ class Scorer:
 
 
 def run(*, base, rows, method, overrides, seed, out_dir: Path, anchors=None):
-    from workers.engine.config import TrainConfig
+    from workers.engine.contract.config import TrainConfig
     from workers.engine.training import train
 
     kind, settings = METHODS[method] if method in METHODS else ("sdft", DEMO.sdft)
@@ -144,7 +144,7 @@ def main() -> None:
 
 
 def measure(args, done: dict) -> None:
-    from workers.engine.anchors import load_anchor_pool
+    from workers.engine.contract.anchors import load_anchor_pool
     from workers.engine.data import TrainRow
 
     base = args.base or default_base()
@@ -193,7 +193,7 @@ def measure(args, done: dict) -> None:
 
 
 def report(done: dict, args) -> None:
-    from workers.engine.intervals import paired_difference_interval
+    from workers.engine.contract.intervals import paired_difference_interval
 
     if "start" not in done:
         print("no results yet")

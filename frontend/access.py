@@ -9,11 +9,14 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
-from registry.errors import RoleRequired, SelfApprovalError, TransitionError
-from registry.models import ModelVersion, PromotionRequest, Role, Team, TrainingJob
-from registry.permissions import has_role, is_platform_admin, role_in
-from registry.selectors import teams_of, versions_visible_to
+from registry.errors import SelfApprovalError, TransitionError
+from registry.models import ModelVersion, PromotionRequest
+from registry.selectors import versions_visible_to
 from skills.models import DemonstrationSet, Skill
+from teams.models import Role, Team
+from teams.permissions import RoleRequired, has_role, is_platform_admin, role_in
+from teams.selectors import teams_of
+from training.models import TrainingJob
 
 SESSION_TEAM = "team_id"
 

@@ -4,10 +4,10 @@ import json
 
 from django import forms
 
-from registry.models import TrainingJob
 from skills.models import Skill
-from workers.engine.config import MAX_ANCHOR_RATIO
-from workers.engine.scoring import SCORER_KINDS
+from training.models import TrainingJob
+from workers.engine.contract.config import MAX_ANCHOR_RATIO
+from workers.engine.contract.scoring import SCORER_KINDS
 
 
 class SkillCreateForm(forms.Form):

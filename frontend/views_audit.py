@@ -3,10 +3,10 @@
 from django.core.paginator import Paginator
 from django.shortcuts import render
 
+from audit.selectors import audit_events, audit_filter_choices
 from frontend.access import page
 from frontend.forms import AuditFilterForm
-from registry.errors import RoleRequired
-from registry.selectors import audit_events, audit_filter_choices
+from teams.permissions import RoleRequired
 
 PER_PAGE = 50
 

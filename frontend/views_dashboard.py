@@ -5,7 +5,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from frontend.access import SESSION_TEAM, page
-from registry.selectors import dashboard_summary, teams_of
+from teams.selectors import teams_of
+from training.selectors import dashboard_summary
 
 
 @page

@@ -6,11 +6,11 @@ from django.views.decorators.http import require_POST
 
 from frontend.access import can, job_or_404, page, require, skill_or_404
 from frontend.forms import TrainForm
-from registry.models import Role
-from registry.selectors import job_page, jobs_visible_to
-from registry.services.jobs import job_cancel_request, job_request
 from skills.selectors import demonstration_sets_of
-from workers.engine.config import ConfigError
+from teams.models import Role
+from training.selectors import job_page, jobs_visible_to
+from training.services import job_cancel_request, job_request
+from workers.engine.contract.config import ConfigError
 
 
 @page

@@ -2,6 +2,7 @@
 
 from django.shortcuts import render
 
+from config import dispatch
 from frontend.access import page
 from frontend.forms import PlaygroundForm
 from registry.selectors import production_version, versions_visible_to
@@ -13,9 +14,7 @@ TIMEOUT_MESSAGE = (f"No eval worker answered within {WAIT_SECONDS} s — start o
 def _generate(version, messages, max_new_tokens) -> dict:
     from celery.exceptions import TimeoutError as CeleryTimeout
 
-    from workers.tasks import playground_generate  # lazy: the web process never imports the engine
-
-    result = playground_generate.apply_async(args=[version.pk, messages, max_new_tokens], queue="eval")
+    result = dispatch.send(dispatch.PLAYGROUND_GENERATE, version.pk, messages, max_new_tokens)
     try:
         answer = result.get(timeout=WAIT_SECONDS)
     except CeleryTimeout:

@@ -4,11 +4,13 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 
+from evaluation.selectors import score_history
 from frontend.access import can, page, require, skill_or_404
 from frontend.forms import SkillCreateForm
-from registry.models import Role
 from skills.selectors import skill_page, skills_of_team
 from skills.services import skill_create
+from teams.models import Role
+from training.selectors import jobs_of_skill
 
 
 @page
@@ -22,7 +24,7 @@ def skill_list(request):
 @page
 def skill_detail(request, pk):
     skill = skill_or_404(request, pk)
-    context = skill_page(skill)
+    context = {**skill_page(skill), "history": list(score_history(skill)), "jobs": jobs_of_skill(skill)}
     context["can_contribute"] = can(request, Role.CONTRIBUTOR, skill.team)
     return render(request, "frontend/skill_detail.html", context)
 

@@ -14,9 +14,9 @@ from django.views.decorators.http import require_POST
 
 from frontend.access import attach_nav, demonstration_set_or_404, page, require, skill_or_404
 from frontend.forms import UploadForm
-from registry.models import Role
 from skills.selectors import skills_of_team
-from skills.services import demonstration_set_upload
+from skills.services import demonstration_set_upload, readiness_request
+from teams.models import Role
 
 PENDING = "pending_upload"
 
@@ -148,10 +148,7 @@ def upload_cancel(request):
 @require_POST
 def readiness_check(request, pk):
     dset = demonstration_set_or_404(request, pk)
-    require(request, dset.skill.team, Role.CONTRIBUTOR, action="run a readiness check")
-    from workers.tasks import readiness_check as task  # lazy: tasks import the engine inside their bodies
-
-    task.delay(dset.pk)
+    readiness_request(demonstration_set=dset, actor=request.user)
     messages.success(request, f"Readiness check queued for demonstrations v{dset.version}: a worker compares "
                               "the teacher with the student on a sample; the report appears here when done.")
     return redirect("skill_detail", pk=dset.skill_id)

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from frontend.access import can, page, require, version_or_404
 from frontend.forms import TrainForm
-from registry.models import ModelVersion, Role
+from registry.models import ModelVersion
 from registry.selectors import (
     forgetting_matrix,
     lineage,
@@ -17,9 +17,10 @@ from registry.selectors import (
     versions_visible_to,
 )
 from registry.services.approvals import promotion_request_create
-from registry.services.jobs import job_request
 from registry.services.remedies import remedy_of_gate
 from skills.selectors import demonstration_sets_of
+from teams.models import Role
+from training.services import job_request
 
 
 @page
@@ -45,7 +46,7 @@ def version_retrain(request, pk):
     """A stale candidate is retrained as it was, on the new production; a blocked one opens the training
     form pre-filled with the gate's retention remedy, for the user to review and start."""
     version = version_or_404(request, pk)
-    job = version.training_job
+    job = version.job
     if job is not None and version.status == ModelVersion.Status.BLOCKED:
         return _retrain_with_retention(request, version)
     if job is None or version.status != ModelVersion.Status.STALE:
@@ -58,7 +59,7 @@ def version_retrain(request, pk):
 
 
 def _retrain_with_retention(request, version):
-    job = version.training_job
+    job = version.job
     require(request, job.skill.team, Role.CONTRIBUTOR, action=f"retrain {job.skill.name}")
     remedy = remedy_of_gate(version.gate) if hasattr(version, "gate") else None
     if remedy is None or not remedy.retrains_with_retention:

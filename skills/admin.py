@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from registry.admin import ReadOnlyAdmin
+from config.admin_base import ReadOnlyAdmin
 from skills.models import Demonstration, DemonstrationSet, EvalCase, EvalSuite, Skill
 
 

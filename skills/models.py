@@ -14,7 +14,7 @@ class Skill(models.Model):
         ACTIVE = "active", "Active"
         ARCHIVED = "archived", "Archived"
 
-    team = models.ForeignKey("registry.Team", on_delete=models.PROTECT, related_name="skills")
+    team = models.ForeignKey("teams.Team", on_delete=models.PROTECT, related_name="skills")
     slug = models.SlugField(max_length=60, unique=True)
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
@@ -99,17 +99,14 @@ class EvalSuite(models.Model):
     demonstration_set = models.OneToOneField(
         DemonstrationSet, null=True, blank=True, on_delete=models.PROTECT, related_name="eval_suite"
     )
-    base_model = models.ForeignKey(
-        "registry.BaseModel", null=True, blank=True, on_delete=models.PROTECT, related_name="probe_suites"
-    )
     content_sha256 = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=(Q(kind="skill") & Q(skill__isnull=False)) | (Q(kind="probes") & Q(base_model__isnull=False)),
-                name="suite_belongs_to_a_skill_or_base_model",
+                condition=(Q(kind="skill") & Q(skill__isnull=False)) | (Q(kind="probes") & Q(skill__isnull=True)),
+                name="a_skill_suite_has_its_skill_and_probes_none",
             ),
         ]
 

@@ -13,10 +13,8 @@ def skills_of_team(team) -> QuerySet:
 
 
 def skill_page(skill: Skill) -> dict:
-    """Description and settings, demonstration sets (newest first) with their eval suites, and the
-    skill's score on every version that was evaluated on one of its suites."""
-    from registry.models import EvalRun, TrainingJob
-
+    """Description and settings, demonstration sets (newest first) with their eval suites and the latest
+    suite's first cases. (Scores and jobs come from the evaluation and training apps.)"""
     sets = list(DemonstrationSet.objects.filter(skill=skill).select_related("created_by").order_by("-version"))
     suites = {s.demonstration_set_id: s for s in EvalSuite.objects.filter(skill=skill).annotate(
         case_count=Count("cases"))}
@@ -24,15 +22,11 @@ def skill_page(skill: Skill) -> dict:
         dset.suite = suites.get(dset.pk)
     latest_suite = EvalSuite.objects.filter(skill=skill).order_by("-pk").first()
     cases = list(EvalCase.objects.filter(suite=latest_suite)[:10]) if latest_suite else []
-    history = list(EvalRun.objects.filter(suite__skill=skill, status=EvalRun.Status.SUCCEEDED)
-                   .select_related("version", "suite", "suite__demonstration_set").order_by("version__number"))
     return {
         "skill": skill,
         "sets": sets,
         "latest_suite": latest_suite,
         "cases": cases,
-        "history": history,
-        "jobs": list(TrainingJob.objects.filter(skill=skill).select_related("requested_by")[:10]),
     }
 
 

@@ -9,10 +9,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from registry.models import Role
-from registry.permissions import require_role
-from registry.services.audit import audit_record
-from registry.services.versions import production_version
+from audit.services import audit_record
+from config import dispatch
 from skills.demonstration_formats import MAX_PROBLEMS, Problem
 from skills.models import Demonstration, DemonstrationSet, EvalCase, EvalSuite, Skill
 from skills.parsing import (
@@ -23,7 +21,9 @@ from skills.parsing import (
     split_rows,
     validate_upload,
 )
-from workers.engine.scoring import validate_options
+from teams.models import Role
+from teams.permissions import require_role
+from workers.engine.contract.scoring import validate_options
 
 BATCH = 1000
 
@@ -58,16 +58,22 @@ def skill_create(*, team, slug: str, name: str, actor, description: str = "", sc
     return skill
 
 
-def upload_limits(*, min_rows: int | None = None) -> tuple[UploadLimits, object]:
-    """Limits from settings, in tokens of the production model's tokenizer when it is there (else the
-    parser's documented character bound)."""
-    context, count_tokens = 2048, None
-    current = production_version()
-    if current is not None:
-        context = current.base_model.context_length or context
-        tokenizer = Path(settings.ACCRETE_ARTIFACTS) / current.base_model.artifact_path / "tokenizer.json"
-        if tokenizer.exists():
-            count_tokens = count_tokens_with(tokenizer)
+@dataclass(frozen=True)
+class TokenBudget:
+    """The model an upload will train: its context window, and its tokenizer file when there is one
+    (`registry.selectors.production_token_budget()` gives production's)."""
+
+    context_length: int = 2048
+    tokenizer_json: Path | None = None
+
+
+def upload_limits(*, budget: TokenBudget | None = None, min_rows: int | None = None) -> tuple[UploadLimits, object]:
+    """Limits from settings, in tokens of the model's tokenizer when it is there (else the parser's
+    documented character bound)."""
+    budget = budget or TokenBudget()
+    context, count_tokens = budget.context_length or 2048, None
+    if budget.tokenizer_json is not None and budget.tokenizer_json.exists():
+        count_tokens = count_tokens_with(budget.tokenizer_json)
     # The teacher sees prompt + demonstration + template and then generates ~1.25x the demonstration,
     # all inside one context window.
     limits = UploadLimits(max_bytes=settings.ACCRETE_UPLOAD_MAX_BYTES, max_rows=settings.ACCRETE_UPLOAD_MAX_ROWS,
@@ -77,18 +83,18 @@ def upload_limits(*, min_rows: int | None = None) -> tuple[UploadLimits, object]
 
 
 def demonstration_set_upload(*, skill: Skill, path, filename: str, actor, eval_path=None, seed: int | None = None,
-                             dry_run: bool = False) -> UploadOutcome:
+                             dry_run: bool = False, budget: TokenBudget | None = None) -> UploadOutcome:
     """Validate a file and, when it is clean and new, save it as the skill's next demonstration set.
 
     A file with any problem saves nothing; re-uploading the same content is recognised and refused.
     `dry_run` validates and previews the split without saving (the browser's review step).
     """
     require_role(actor, skill.team, Role.CONTRIBUTOR, action=f"upload demonstrations for {skill.slug}")
-    limits, count_tokens = upload_limits()
+    limits, count_tokens = upload_limits(budget=budget)
     report = validate_upload(path, limits=limits, count_tokens=count_tokens)
     outcome = UploadOutcome(report=report)
     if eval_path is not None:
-        eval_limits, _ = upload_limits(min_rows=settings.ACCRETE_EVAL_MIN_CASES)
+        eval_limits, _ = upload_limits(budget=budget, min_rows=settings.ACCRETE_EVAL_MIN_CASES)
         outcome.eval_report = validate_upload(eval_path, limits=eval_limits, count_tokens=count_tokens)
     if not outcome.ok:
         return outcome
@@ -157,6 +163,12 @@ def demonstration_set_upload(*, skill: Skill, path, filename: str, actor, eval_p
                            "eval": outcome.eval_count, "sha256": report.content_sha256, "seed": seed})
     outcome.demonstration_set = dset
     return outcome
+
+
+def readiness_request(*, demonstration_set: DemonstrationSet, actor) -> None:
+    """Queue the readiness check of a set (teacher vs student on a sample) for an eval worker."""
+    require_role(actor, demonstration_set.skill.team, Role.CONTRIBUTOR, action="run a readiness check")
+    dispatch.send(dispatch.READINESS_CHECK, demonstration_set.pk)
 
 
 def prompt_key(prompt: list[dict]) -> str:

@@ -36,7 +36,7 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture
 def people(db, django_user_model):
-    from registry.models import Membership, Role, Team
+    from teams.models import Membership, Role, Team
 
     legal = Team.objects.create(name="Legal", slug="legal")
     hr = Team.objects.create(name="HR", slug="hr")
@@ -83,8 +83,9 @@ def skill(people):
 @pytest.fixture
 def make_candidate(base_version, people):
     """A candidate version as a finished training job leaves it (no weights: services only)."""
-    from registry.models import ModelVersion, TrainingJob
+    from registry.models import ModelVersion
     from registry.services.versions import version_create_candidate, version_transition
+    from training.models import TrainingJob
 
     def make(skill, *, parent=None, status="awaiting_approval", requested_by=None):
         parent = parent or base_version

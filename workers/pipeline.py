@@ -12,13 +12,16 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from evaluation import services as evaluations
 from registry.errors import GateNotReady
-from registry.models import ModelVersion, TrainingJob
-from registry.services import evaluations, gates, jobs
+from registry.models import ModelVersion
+from registry.services import gates
 from registry.services.approvals import promotion_request_create
 from registry.services.versions import version_transition
 from skills.models import DemonstrationSet, EvalCase, EvalSuite
 from skills.services import prompt_key
+from training import services as jobs
+from training.models import TrainingJob
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 20
@@ -109,7 +112,7 @@ def rehearsal_rows(job: TrainingJob, mode: str, skills: list[str] | None) -> lis
     rows, seen = [], set()
     version = job.parent_version
     while version is not None:
-        earlier = version.training_job
+        earlier = version.job
         if (version.skill_id is not None and earlier is not None and version.skill_id != job.skill_id
                 and (skills is None or version.skill.slug in skills)):
             for row in earlier.demonstration_set.rows.all():
@@ -125,7 +128,7 @@ def rehearsal_rows(job: TrainingJob, mode: str, skills: list[str] | None) -> lis
 
 def retention_rows(job: TrainingJob, config) -> list:
     """The anchor pool of a job: the shipped general anchors plus the rehearsed rows of earlier skills."""
-    from workers.engine.anchors import check_no_probe_overlap, load_anchor_pool
+    from workers.engine.contract.anchors import check_no_probe_overlap, load_anchor_pool
     from workers.engine.data import TrainRow
 
     if config.anchors_per_step == 0:
@@ -144,7 +147,7 @@ def retention_rows(job: TrainingJob, config) -> list:
 
 def run_training(job_id: int, worker: str) -> int | None:
     """Train one job. Returns the candidate's id, or None when this delivery had nothing to do."""
-    from workers.engine.config import TrainConfig
+    from workers.engine.contract.config import TrainConfig
     from workers.engine.training import TrainingCancelled, train
 
     job = jobs.job_start(job_id=job_id, worker=worker)
@@ -180,9 +183,9 @@ def run_training(job_id: int, worker: str) -> int | None:
 
 def score_version_on(version: ModelVersion, suite: EvalSuite, generator) -> None:
     """Compute (once) a version's scores on a suite. Skips when they exist or are being computed."""
+    from workers.engine.contract.probes import PROBE_MAX_NEW_TOKENS
     from workers.engine.data import EvalItem
     from workers.engine.evaluation import evaluate
-    from workers.engine.probes import PROBE_MAX_NEW_TOKENS
 
     run = evaluations.eval_run_claim(version=version, suite=suite)
     if run is None:
@@ -248,12 +251,12 @@ def run_candidate_gate(version_id: int) -> str | None:
         except Exception:
             version_transition(version=version, to=ModelVersion.Status.FAILED)
             raise
-        job = version.training_job
+        job = version.job
         if job is not None:
             jobs.job_event(job=job, kind=f"gate_{gate.verdict}",
                            message=f"Gate {gate.verdict}: " + ("; ".join(gate.reasons) or "no skill dropped."))
     version.refresh_from_db()
-    job = version.training_job
+    job = version.job
     # Also on a redelivery after a crash between the gate and this line: the request is never lost.
     if version.status == ModelVersion.Status.AWAITING_APPROVAL and job is not None and job.requested_by_id:
         promotion_request_create(version=version, actor=job.requested_by, comment="Passed the gate.")

@@ -10,7 +10,7 @@ from django.conf import settings
 
 from registry.errors import GateNotReady
 from registry.models import ModelVersion
-from registry.services import jobs
+from training import services as jobs
 from workers import pipeline
 
 log = get_task_logger(__name__)
@@ -34,7 +34,7 @@ def train_job(self, job_id: int):
     version_id = pipeline.run_training(job_id, _worker_name(self))
     if version_id is None:
         # A redelivery after the worker died between creating the candidate and enqueueing its gate.
-        version_id = ModelVersion.objects.filter(training_job_id=job_id, status=ModelVersion.Status.CANDIDATE
+        version_id = ModelVersion.objects.filter(training_job__pk=job_id, status=ModelVersion.Status.CANDIDATE
                                                  ).values_list("pk", flat=True).first()
     if version_id is not None:
         gate_candidate.delay(version_id)

@@ -19,6 +19,7 @@ app.conf.update(
     task_default_queue="default",
     task_default_exchange="default",
     task_default_routing_key="default",
+    # By task name (config.dispatch): services send by name and never import the workers package.
     task_routes={
         "workers.tasks.train_job": {"queue": "train"},
         "workers.tasks.gate_candidate": {"queue": "eval"},

@@ -26,9 +26,16 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "registry",
+    # The domain, lowest first (the layers import-linter checks, see pyproject.toml).
+    "audit",
+    "teams",
     "skills",
+    "evaluation",
+    "registry",
+    "training",
     "frontend",
+    "demo",
+    "ops",
 ]
 
 MIDDLEWARE = [

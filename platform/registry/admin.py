@@ -1,57 +1,16 @@
-"""Django admin. State lives in services: versions, jobs, gates, approvals and the audit log are
-read-only here, and the only way to change a version's state is an action that calls a service —
-so a blocked candidate cannot be promoted from the admin either."""
+"""Django admin for the registry. State lives in services: versions, gates and approvals are read-only
+here, and the only way to change a version's state is an action that calls a service — so a blocked
+candidate cannot be promoted from the admin either."""
 
 from django.contrib import admin, messages
 
-from registry.errors import AccreteError, TransitionError
-from registry.models import (
-    Approval,
-    AuditEvent,
-    BaseModel,
-    CaseResult,
-    EvalRun,
-    GateResult,
-    JobEvent,
-    Membership,
-    MetricPoint,
-    ModelVersion,
-    PromotionRequest,
-    Team,
-    TrainingJob,
-)
+from audit.services import audit_record
+from config.admin_base import ReadOnlyAdmin
+from config.errors import AccreteError
+from registry.errors import TransitionError
+from registry.models import Approval, BaseModel, GateResult, ModelVersion, PromotionRequest
 from registry.services.approvals import approval_decide
-from registry.services.audit import audit_record
 from registry.services.versions import require_awaiting_approval, version_rollback
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class MembershipInline(admin.TabularInline):
-    model = Membership
-    extra = 0
-
-
-@admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "created_at"]
-    prepopulated_fields = {"slug": ["name"]}
-    inlines = [MembershipInline]
-
-
-@admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "team", "role"]
-    list_filter = ["team", "role"]
 
 
 @admin.register(BaseModel)
@@ -108,29 +67,5 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 self.message_user(request, str(exc), level=messages.ERROR)
 
 
-class JobEventInline(admin.TabularInline):
-    model = JobEvent
-    extra = 0
-    can_delete = False
-    readonly_fields = ["created_at", "kind", "message", "data"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(TrainingJob)
-class TrainingJobAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "skill", "method", "status", "step", "total_steps", "parent_version", "created_at"]
-    list_filter = ["status", "method"]
-    inlines = [JobEventInline]
-
-
-for model in (JobEvent, MetricPoint, EvalRun, CaseResult, GateResult, PromotionRequest, Approval):
+for model in (GateResult, PromotionRequest, Approval):
     admin.site.register(model, ReadOnlyAdmin)
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "actor_label", "action", "object_type", "object_id", "team"]
-    list_filter = ["action", "team"]
-    search_fields = ["actor_label", "action", "object_id"]

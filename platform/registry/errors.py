@@ -1,8 +1,6 @@
-"""Errors a person can act on: each message says what was refused and what to do instead."""
+"""Errors of the registry a person can act on: each message says what was refused and what to do instead."""
 
-
-class AccreteError(Exception):
-    """Base of the errors services raise on purpose."""
+from config.errors import AccreteError
 
 
 class TransitionError(AccreteError):
@@ -10,10 +8,6 @@ class TransitionError(AccreteError):
 
 
 class SelfApprovalError(AccreteError):
-    pass
-
-
-class RoleRequired(AccreteError):
     pass
 
 

@@ -1,46 +1,11 @@
-"""The model registry: teams, base models, the single lineage of model versions, training jobs,
-evaluations, gates, approvals and the audit log. State changes go through registry.services."""
+"""The model registry: base models, the single lineage of model versions, gates, promotion requests
+and approvals. State changes go through registry.services."""
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
-
-
-class Role(models.TextChoices):
-    VIEWER = "viewer", "Viewer"
-    CONTRIBUTOR = "contributor", "Contributor"
-    SKILL_OWNER = "skill_owner", "Skill owner"
-    PLATFORM_ADMIN = "platform_admin", "Platform admin"
-
-
-# What each role may do; a role includes the powers of the roles before it.
-ROLE_RANK = {Role.VIEWER: 0, Role.CONTRIBUTOR: 1, Role.SKILL_OWNER: 2, Role.PLATFORM_ADMIN: 3}
-
-
-class Team(models.Model):
-    name = models.CharField(max_length=120, unique=True)
-    slug = models.SlugField(max_length=60, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Membership(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
-    role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["user", "team"], name="one_membership_per_team")]
-
-    def __str__(self) -> str:
-        return f"{self.user} in {self.team} as {self.role}"
-
-    def allows(self, role: str) -> bool:
-        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
 
 
 class BaseModel(models.Model):
@@ -62,6 +27,10 @@ class BaseModel(models.Model):
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Largest retention-probe drop the gate accepts for this lineage (0.1 = 10 points); "
                   "empty: the platform default (ACCRETE_PROBE_TOLERANCE).",
+    )
+    # The retention probes this lineage is gated on (imported with the base model, calibrated on it).
+    probe_suite = models.OneToOneField(
+        "skills.EvalSuite", null=True, blank=True, on_delete=models.PROTECT, related_name="base_model",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -96,10 +65,6 @@ class ModelVersion(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.CANDIDATE)
     artifact_path = models.CharField(max_length=500, help_text="Merged weights, relative to ACCRETE_ARTIFACTS.")
     adapter_path = models.CharField(max_length=500, blank=True)
-    # One job yields at most one version: a task delivered twice cannot create two.
-    training_job = models.OneToOneField(
-        "TrainingJob", null=True, blank=True, on_delete=models.PROTECT, related_name="candidate"
-    )
     checksums = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -122,126 +87,16 @@ class ModelVersion(models.Model):
         return f"v{self.number}"
 
     @property
+    def job(self):
+        """The training job that produced this version; None for a base import."""
+        try:
+            return self.training_job
+        except ObjectDoesNotExist:
+            return None
+
+    @property
     def label(self) -> str:
         return f"v{self.number}" + (f" +{self.skill.slug}" if self.skill_id else " (base)")
-
-
-class TrainingJob(models.Model):
-    class Status(models.TextChoices):
-        VALIDATING = "validating", "Validating"
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-
-    class Method(models.TextChoices):
-        SDFT = "sdft", "SDFT (self-distillation)"
-        SFT = "sft", "SFT baseline"
-
-    skill = models.ForeignKey("skills.Skill", on_delete=models.PROTECT, related_name="jobs")
-    demonstration_set = models.ForeignKey("skills.DemonstrationSet", on_delete=models.PROTECT, related_name="jobs")
-    parent_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs_started",
-        help_text="The production version when the job started running.",
-    )
-    method = models.CharField(max_length=8, choices=Method.choices, default=Method.SDFT)
-    config = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.VALIDATING)
-    cancel_requested = models.BooleanField(default=False)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    step = models.IntegerField(default=0)
-    total_steps = models.IntegerField(default=0)
-    loss = models.FloatField(null=True, blank=True)
-    kl = models.FloatField(null=True, blank=True)
-    tokens_per_second = models.FloatField(null=True, blank=True)
-    eta_seconds = models.FloatField(null=True, blank=True)
-    peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.IntegerField(default=0)
-    worker = models.CharField(max_length=200, blank=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"job {self.pk} ({self.method} {self.skill_id})"
-
-    @property
-    def progress_percent(self) -> int:
-        if not self.total_steps:
-            return 100 if self.status == self.Status.SUCCEEDED else 0
-        return min(100, round(100 * self.step / self.total_steps))
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in {self.Status.VALIDATING, self.Status.QUEUED, self.Status.RUNNING}
-
-
-class JobEvent(models.Model):
-    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="events")
-    created_at = models.DateTimeField(auto_now_add=True)
-    kind = models.CharField(max_length=40)
-    message = models.TextField()
-    data = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        ordering = ["created_at", "id"]
-
-
-class MetricPoint(models.Model):
-    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="metric_points")
-    step = models.IntegerField()
-    loss = models.FloatField(null=True)
-    kl = models.FloatField(null=True)
-    learning_rate = models.FloatField(null=True)
-    tokens_per_second = models.FloatField(null=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["step"]
-        constraints = [models.UniqueConstraint(fields=["job", "step"], name="one_metric_point_per_step")]
-
-
-class EvalRun(models.Model):
-    """A version scored on one eval suite. Scores of a version never change once computed."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-
-    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="eval_runs")
-    suite = models.ForeignKey("skills.EvalSuite", on_delete=models.PROTECT, related_name="runs")
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
-    score = models.FloatField(null=True, blank=True)
-    passed = models.IntegerField(default=0)
-    total = models.IntegerField(default=0)
-    error = models.TextField(blank=True)
-    seconds = models.FloatField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["version", "suite"], name="one_eval_run_per_version_suite")]
-
-
-class CaseResult(models.Model):
-    eval_run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="cases")
-    case = models.ForeignKey("skills.EvalCase", on_delete=models.PROTECT, related_name="results")
-    output = models.TextField()
-    passed = models.BooleanField()
-    score = models.FloatField()
-    extracted = models.TextField(null=True, blank=True)
-    detail = models.TextField(blank=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["eval_run", "case"], name="one_result_per_case")]
 
 
 class GateResult(models.Model):
@@ -293,40 +148,3 @@ class Approval(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=~Q(approver=F("requester")), name="approver_is_not_requester")]
-
-
-class AuditEventQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise PermissionError("The audit log is append-only: events cannot be updated.")
-
-    def delete(self):
-        raise PermissionError("The audit log is append-only: events cannot be deleted.")
-
-
-class AuditEvent(models.Model):
-    """Append-only record of every state change."""
-
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    actor_label = models.CharField(max_length=150, help_text="Username, or the system component.")
-    action = models.CharField(max_length=60, db_index=True)
-    object_type = models.CharField(max_length=60)
-    object_id = models.CharField(max_length=60)
-    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL)
-    data = models.JSONField(default=dict, blank=True)
-
-    objects = AuditEventQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_type}:{self.object_id}"
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise PermissionError("The audit log is append-only: events cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("The audit log is append-only: events cannot be deleted.")

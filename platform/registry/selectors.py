@@ -1,12 +1,19 @@
 """Reads for the registry: lineage, scores, the forgetting matrix, what awaits whom."""
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from registry.models import EvalRun, GateResult, ModelVersion, PromotionRequest, Role, TrainingJob
-from registry.permissions import is_platform_admin
+from evaluation.models import EvalRun
+from registry.models import GateResult, ModelVersion, PromotionRequest
 from registry.services.remedies import remedy_of_gate
 from registry.services.versions import production_version  # noqa: F401 (one definition, re-exported)
 from skills.models import EvalSuite, Skill
+from skills.services import TokenBudget
+from teams.models import Role
+from teams.permissions import is_platform_admin
+from teams.selectors import teams_of
 
 
 def lineage(version: ModelVersion | None) -> list[ModelVersion]:
@@ -19,16 +26,14 @@ def lineage(version: ModelVersion | None) -> list[ModelVersion]:
 
 
 
-def teams_of(user) -> QuerySet:
-    from registry.models import Team
-
-    if is_platform_admin(user):
-        return Team.objects.all()
-    return Team.objects.filter(memberships__user=user)
-
-
-def jobs_visible_to(user) -> QuerySet:
-    return TrainingJob.objects.filter(skill__team__in=teams_of(user)).select_related("skill", "parent_version")
+def production_token_budget() -> TokenBudget:
+    """What an upload's lengths are measured against: the production model's context and tokenizer."""
+    current = production_version()
+    if current is None:
+        return TokenBudget()
+    base = current.base_model
+    return TokenBudget(context_length=base.context_length or 2048,
+                       tokenizer_json=Path(settings.ACCRETE_ARTIFACTS) / base.artifact_path / "tokenizer.json")
 
 
 def versions_visible_to(user) -> QuerySet:
@@ -78,63 +83,13 @@ def forgetting_matrix(versions: list[ModelVersion] | None = None) -> dict:
                           "total": run.total if run else None, "lineage": lineage_of.get(suite.pk)})
         rows.append({"version": version.number, "label": version.label, "status": version.status,
                      "parent": version.parent.number if version.parent_id else None,
-                     "method": version.training_job.method if version.training_job_id else None,
+                     "method": version.job.method if version.job else None,
                      "gate": gate.verdict if gate else None, "cells": cells})
     columns = [{"suite": s.pk, "name": "retention probes" if s.kind == EvalSuite.Kind.PROBES else s.skill.slug,
                 "kind": s.kind} for s in suites]
     return {"columns": columns, "rows": rows}
 
 
-# --- Reads for the browser UI ------------------------------------------------------------------
-
-
-def dashboard_summary(user) -> dict:
-    """What the dashboard shows: production and its lineage, live jobs, what awaits this user, and the
-    candidates the gate blocked lately (of the teams this user sees)."""
-    current = production_version()
-    chain = lineage(current)
-    return {
-        "production": current,
-        "lineage": chain,
-        "skills": [v.skill for v in chain if v.skill_id],
-        "running_jobs": list(jobs_visible_to(user).filter(
-            status__in=[TrainingJob.Status.VALIDATING, TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING])[:10]),
-        "awaiting_me": list(requests_awaiting(user)[:10]),
-        "blocked": list(versions_visible_to(user).filter(status=ModelVersion.Status.BLOCKED)
-                        .select_related("gate").order_by("-created_at")[:5]),
-    }
-
-
-def job_page(job: TrainingJob) -> dict:
-    """A job with its metric curves, events and the candidate it produced (if any)."""
-    from registry.models import MetricPoint
-
-    points = list(MetricPoint.objects.filter(job=job).order_by("step").values_list("step", "loss", "kl"))
-    return {
-        "job": job,
-        "loss": [(step, loss) for step, loss, _ in points if loss is not None],
-        "kl": [(step, kl) for step, _, kl in points if kl is not None],
-        "events": list(job.events.order_by("created_at", "id")),
-        "candidate": ModelVersion.objects.filter(training_job=job).first(),
-        "anchoring": anchoring_summary(job),
-    }
-
-
-def anchoring_summary(job: TrainingJob) -> dict:
-    """How a job held on to what the model knew, read from its config snapshot: anchor ratio and teacher,
-    the anchor pool's hash, and which earlier skills it rehearsed."""
-    from workers.engine.config import DEFAULT_ANCHOR_RATIO  # pure Python, no torch
-
-    config = job.config or {}
-    if "anchor_ratio" not in config:
-        return {"recorded": False}
-    ratio = config["anchor_ratio"]
-    ratio = DEFAULT_ANCHOR_RATIO.get(job.method, 0.0) if ratio is None else float(ratio)
-    per_step = 0 if ratio == 0 else max(1, round(ratio * config.get("batch_size", 1)))
-    return {"recorded": True, "anchored": ratio > 0, "ratio": ratio, "per_step": per_step,
-            "method_default": config["anchor_ratio"] is None, "teacher": config.get("anchor_teacher", "ema"),
-            "pool": (config.get("anchor_pool_sha256") or "")[:12], "rehearsal": config.get("rehearsal", "anchor"),
-            "rehearsal_skills": config.get("rehearsal_skills"), "method": job.method}
 
 
 def version_page(version: ModelVersion, user) -> dict:
@@ -156,27 +111,4 @@ def version_page(version: ModelVersion, user) -> dict:
         "requests": list(version.promotion_requests.select_related("requested_by").prefetch_related(
             "approvals__approver").order_by("-created_at")),
         "children": list(version.children.order_by("number")),
-    }
-
-
-def audit_events(*, action: str = "", team_id: int | None = None, actor: str = "") -> QuerySet:
-    from registry.models import AuditEvent
-
-    qs = AuditEvent.objects.select_related("team", "actor")
-    if action:
-        qs = qs.filter(action__startswith=action)
-    if team_id:
-        qs = qs.filter(team_id=team_id)
-    if actor:
-        qs = qs.filter(actor_label=actor)
-    return qs
-
-
-def audit_filter_choices() -> dict:
-    from registry.models import AuditEvent, Team
-
-    return {
-        "actions": sorted(set(AuditEvent.objects.values_list("action", flat=True).distinct())),
-        "teams": list(Team.objects.order_by("name")),
-        "actors": sorted(set(AuditEvent.objects.values_list("actor_label", flat=True).distinct())),
     }

@@ -68,10 +68,14 @@ def screenshot(page, name: str) -> None:
 def showcase(people, skill, base_version, make_candidate):
     """A lineage worth looking at: probes and a second skill scored, a candidate that passed the gate and
     awaits bob (dave asked), one the gate blocked, and a job running."""
-    from registry.models import EvalRun, GateResult, JobEvent, MetricPoint, PromotionRequest, TrainingJob
+    from evaluation.models import EvalRun
+    from registry.models import GateResult, PromotionRequest
     from skills.models import DemonstrationSet, EvalCase, EvalSuite, Skill
+    from training.models import JobEvent, MetricPoint, TrainingJob
 
-    probes = EvalSuite.objects.create(kind="probes", source="builtin", base_model=base_version.base_model)
+    probes = EvalSuite.objects.create(kind="probes", source="builtin")
+    base_version.base_model.probe_suite = probes
+    base_version.base_model.save(update_fields=["probe_suite"])
     for i in range(3):
         EvalCase.objects.create(suite=probes, key=f"p{i}", prompt=[{"role": "user", "content": f"probe {i}"}],
                                 reference="x", scorer="contains")

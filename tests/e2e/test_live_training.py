@@ -20,7 +20,8 @@ def empty_skill(people, tiny_production):
 
 
 def test_alice_trains_a_skill_and_bob_promotes_it(open_browser, empty_skill, workers, people):
-    from registry.models import ModelVersion, TrainingJob
+    from registry.models import ModelVersion
+    from training.models import TrainingJob
 
     workers.start()
     page = open_browser()

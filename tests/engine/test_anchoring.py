@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from workers.engine import trainers
-from workers.engine.config import TrainConfig
+from workers.engine.contract.config import TrainConfig
+from workers.engine.contract.prompts import student_messages, teacher_messages
 from workers.engine.data import TrainRow
-from workers.engine.prompts import student_messages, teacher_messages
 from workers.engine.trainers import MixedBatchSampler
 from workers.engine.training import replay_targets, train
 
@@ -188,7 +188,7 @@ def test_anchors_are_refused_among_the_skill_rows(tiny_model_dir, tmp_path, rows
 
 
 def test_without_given_anchors_the_shipped_pool_is_used(tiny_model_dir, tmp_path, rows):
-    from workers.engine.anchors import load_anchor_pool
+    from workers.engine.contract.anchors import load_anchor_pool
 
     result = train(base_dir=tiny_model_dir, rows=rows, config=anchored_config(max_steps=1),
                    output_dir=tmp_path / "out", work_dir=tmp_path / "work")

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from workers.engine.anchors import (
+from workers.engine.contract.anchors import (
     ANCHOR_CATEGORIES,
     ANCHORS_PATH,
     check_no_probe_overlap,
@@ -12,7 +12,7 @@ from workers.engine.anchors import (
     load_anchor_pool,
     normalise,
 )
-from workers.engine.probes import load_probes
+from workers.engine.contract.probes import load_probes
 
 PROBE = "What is 2 + 3? Answer with just the number."
 

@@ -1,6 +1,6 @@
 import pytest
 
-from workers.engine.config import ConfigError, TrainConfig
+from workers.engine.contract.config import ConfigError, TrainConfig
 
 
 def test_defaults_are_the_papers_settings():

@@ -6,8 +6,8 @@ import sys
 
 def test_the_pure_engine_modules_do_not_import_torch_or_django():
     code = (
-        "import sys; import workers.engine, workers.engine.prompts, workers.engine.data, workers.engine.config,"
-        " workers.engine.anchors, workers.engine.intervals;"
+        "import sys; import workers.engine, workers.engine.contract.prompts, workers.engine.data, workers.engine.contract.config,"
+        " workers.engine.contract.anchors, workers.engine.contract.intervals;"
         "bad = [m for m in ('torch', 'transformers', 'django') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

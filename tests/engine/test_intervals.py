@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.engine.intervals import (
+from workers.engine.contract.intervals import (
     normal_quantile,
     paired_difference_interval,
     proportion_interval,
@@ -97,7 +97,7 @@ def test_the_wilson_interval_of_a_single_score():
 
 
 def test_the_module_is_pure_python():
-    code = ("import sys; sys.path.insert(0, '.'); import workers.engine.intervals;"
+    code = ("import sys; sys.path.insert(0, '.'); import workers.engine.contract.intervals;"
             "heavy = [m for m in ('torch', 'numpy', 'django', 'scipy') if m in sys.modules];"
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

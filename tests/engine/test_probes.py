@@ -3,8 +3,8 @@ from collections import Counter
 
 import pytest
 
-from workers.engine.probes import PROBE_CATEGORIES, Probe, load_probes
-from workers.engine.scoring import score
+from workers.engine.contract.probes import PROBE_CATEGORIES, Probe, load_probes
+from workers.engine.contract.scoring import score
 
 
 def test_the_shipped_probes_load_and_cover_every_category():

@@ -3,7 +3,7 @@ in-context ability depends on them (SDFT.md)."""
 
 import pytest
 
-from workers.engine.prompts import INLINE_TEMPLATE, student_messages, teacher_messages
+from workers.engine.contract.prompts import INLINE_TEMPLATE, student_messages, teacher_messages
 
 PROMPT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the travel code?"}]
 DEMO = "The travel code is TRV-42."

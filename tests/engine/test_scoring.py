@@ -1,10 +1,10 @@
 import pytest
 
-from workers.engine.answer_extraction import extract_choice, extract_numbers
-from workers.engine.scoring import SCORER_KINDS, score, validate_options
+from workers.engine.contract.answer_extraction import extract_choice, extract_numbers
+from workers.engine.contract.scoring import SCORER_KINDS, score, validate_options
 
 
-@pytest.mark.parametrize("module", ["workers.engine.scoring", "workers.engine.probes"])
+@pytest.mark.parametrize("module", ["workers.engine.contract.scoring", "workers.engine.contract.probes"])
 def test_it_does_not_import_torch_or_django(module):
     # the web process scores and lists probes; it must never pay for (or depend on) torch
     import subprocess

@@ -29,7 +29,7 @@ def test_sdft_on_smollm2_gives_a_finite_loss_and_changes_the_weights(smollm2_dir
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    from workers.engine.config import TrainConfig
+    from workers.engine.contract.config import TrainConfig
     from workers.engine.data import TrainRow
     from workers.engine.training import TrainingObserver, train
 

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from workers.engine import trainers
 from workers.engine.artifacts import tree_checksum
-from workers.engine.config import TrainConfig
+from workers.engine.contract.config import TrainConfig
 from workers.engine.data import DataTooLongError, TrainRow
 from workers.engine.training import TrainingCancelled, TrainingObserver, train
 

@@ -1,7 +1,6 @@
 """Fixtures for the browser views: signed-in clients, an HR skill, upload files, fake Celery tasks."""
 
 import json
-import sys
 import types
 
 import pytest
@@ -69,24 +68,17 @@ def open_request(make_candidate, people):
 
 @pytest.fixture
 def fake_tasks(monkeypatch):
-    """workers.tasks stand-in: records what the web process enqueued, loads no engine."""
-    calls = []
+    """The broker as the web process sees it: records each task sent by name (short name, args, options)
+    and answers with the result a test set; no worker, no engine."""
+    from config.celery_app import app
 
-    class Task:
-        def __init__(self, name, result=None):
-            self.name, self.result = name, result
+    tasks = types.SimpleNamespace(calls=[], **{name: types.SimpleNamespace(result=None) for name in (
+        "readiness_check", "train_job", "playground_generate", "gate_candidate")})
 
-        def delay(self, *args):
-            calls.append((self.name, args, {}))
+    def send_task(name, args=(), kwargs=None, **options):
+        short = name.rsplit(".", 1)[-1]
+        tasks.calls.append((short, tuple(args), options))
+        return getattr(tasks, short).result
 
-        def apply_async(self, args=(), **kwargs):
-            calls.append((self.name, tuple(args), kwargs))
-            return self.result
-
-    module = types.ModuleType("workers.tasks")
-    module.readiness_check = Task("readiness_check")
-    module.train_job = Task("train_job")
-    module.playground_generate = Task("playground_generate")
-    module.calls = calls
-    monkeypatch.setitem(sys.modules, "workers.tasks", module)
-    return module
+    monkeypatch.setattr(app, "send_task", send_task)
+    return tasks

@@ -2,8 +2,10 @@
 
 from django.urls import reverse
 
-from registry.models import Approval, AuditEvent, ModelVersion, PromotionRequest, TrainingJob
+from audit.models import AuditEvent
+from registry.models import Approval, ModelVersion, PromotionRequest
 from skills.models import Skill
+from training.models import TrainingJob
 
 
 def skill_form(**overrides):
@@ -22,7 +24,7 @@ def test_a_skill_owner_creates_a_skill_in_the_current_team(login, people):
 
 
 def test_the_skill_form_lists_every_scorer_kind(login, people):
-    from workers.engine.scoring import SCORER_KINDS
+    from workers.engine.contract.scoring import SCORER_KINDS
 
     page = login("bob").get(reverse("skill_new")).content.decode()
 

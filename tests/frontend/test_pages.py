@@ -2,8 +2,10 @@
 
 from django.urls import reverse
 
-from registry.models import EvalRun, GateResult, JobEvent, MetricPoint, TrainingJob
+from evaluation.models import EvalRun
+from registry.models import GateResult
 from skills.models import EvalSuite
+from training.models import JobEvent, MetricPoint, TrainingJob
 
 
 def test_the_dashboard_shows_production_and_its_lineage(login, skill, base_version):
@@ -163,7 +165,7 @@ def test_the_playground_compares_two_versions(login, skill, make_candidate, base
     assert response.content.decode().count("POL-042") == 2
     name, args, kwargs = fake_tasks.calls[0]
     assert args == (base_version.pk, [{"role": "user", "content": "Policy code for 42?"}], 32)
-    assert kwargs == {"queue": "eval"}
+    assert name == "playground_generate"
 
 
 def test_the_playground_says_when_no_worker_answers(login, base_version, people, fake_tasks):
@@ -198,7 +200,7 @@ def test_every_page_renders(login, skill, make_candidate, base_version):
     alice = login("alice")
     for url in [reverse("dashboard"), reverse("skills"), reverse("skill_detail", args=[skill.pk]),
                 reverse("upload"), reverse("jobs"), reverse("jobs") + "?team=all",
-                reverse("job_start", args=[skill.pk]), reverse("job_detail", args=[version.training_job_id]),
+                reverse("job_start", args=[skill.pk]), reverse("job_detail", args=[version.training_job.pk]),
                 reverse("versions"), reverse("version_detail", args=[version.pk]), reverse("matrix"),
                 reverse("approvals"), reverse("playground")]:
         assert alice.get(url).status_code == 200, url

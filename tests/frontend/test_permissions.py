@@ -34,7 +34,7 @@ def expected(role: str, action: str, team: str) -> int:
 def act(login, skill, hr_skill, base_version, open_request, good_file):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from registry.models import TrainingJob
+    from training.models import TrainingJob
 
     def run(username: str, action: str, team: str):
         target = skill if team == "own" else hr_skill
@@ -78,7 +78,7 @@ def test_a_viewer_is_told_which_role_is_missing(login, skill, base_version):
 
 
 def test_a_refused_action_changes_nothing(login, skill, base_version):
-    from registry.models import TrainingJob
+    from training.models import TrainingJob
 
     login("vera").post(reverse("job_start", args=[skill.pk]),
                        {"method": "sdft", "demonstration_set": skill.demonstration_sets.first().pk})

@@ -6,10 +6,12 @@ import json
 import pytest
 from django.urls import reverse
 
-from registry.models import EvalRun, GateResult, TrainingJob
+from evaluation.models import EvalRun
+from registry.models import GateResult
 from skills.models import EvalSuite
 from tests.conftest import skill_with_suite
-from workers.engine.config import TrainConfig
+from training.models import TrainingJob
+from workers.engine.contract.config import TrainConfig
 
 POOL = "ab12cd34ef56" + "0" * 52
 

@@ -13,7 +13,7 @@ def test_serving_every_url_imports_no_torch():
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); django.setup();"
         "from django.urls import get_resolver; get_resolver().url_patterns;"
         "import frontend.views_upload, frontend.views_jobs, frontend.views_versions, frontend.views_playground;"
-        "import workers.tasks, workers.pipeline, workers.engine.scoring, workers.engine.config;"
+        "import workers.tasks, workers.pipeline, workers.engine.contract.scoring, workers.engine.contract.config;"
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules];"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -38,7 +38,7 @@ def tiny_production(artifacts, tiny_model_dir):
     import shutil
 
     from registry.services.base_models import base_model_register
-    from workers.engine.probes import load_probes
+    from workers.engine.contract.probes import load_probes
 
     rel = Path("base") / "tiny"
     shutil.copytree(tiny_model_dir, artifacts / rel)

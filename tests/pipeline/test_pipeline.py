@@ -3,10 +3,11 @@
 import pytest
 from django.utils import timezone
 
-from registry.models import JobEvent, ModelVersion, TrainingJob
+from registry.models import ModelVersion
 from registry.services.approvals import approval_decide, promotion_request_create
-from registry.services.jobs import job_cancel_request, job_reap_stale, job_request
 from tests.pipeline.conftest import FAST_SFT, wait_for
+from training.models import JobEvent, TrainingJob
+from training.services import job_cancel_request, job_reap_stale, job_request
 from workers.pipeline import job_dirs
 
 pytestmark = [pytest.mark.needs_services, pytest.mark.django_db(transaction=True)]

@@ -44,7 +44,9 @@ def probe_suite(base_model, cases: int = 20):
     """A probe suite of `cases` cases (probe i → p{i}) for `base_model`, every case counted."""
     from skills.models import EvalCase, EvalSuite
 
-    suite = EvalSuite.objects.create(kind="probes", source="builtin", base_model=base_model)
+    suite = EvalSuite.objects.create(kind="probes", source="builtin")
+    base_model.probe_suite = suite
+    base_model.save(update_fields=["probe_suite"])
     EvalCase.objects.bulk_create([
         EvalCase(suite=suite, key=f"probe-{i}", prompt=[{"role": "user", "content": f"probe {i}"}], reference=f"p{i}")
         for i in range(cases)
@@ -55,7 +57,7 @@ def probe_suite(base_model, cases: int = 20):
 def scores_record(version, target, *, passing: int):
     """Record `version`'s scores on `target` (a skill's one suite, or an EvalSuite such as the probes) as a
     worker would: the first `passing` cases right."""
-    from registry.services.evaluations import eval_run_claim, eval_run_complete
+    from evaluation.services import eval_run_claim, eval_run_complete
     from skills.models import EvalSuite
 
     suite = target if isinstance(target, EvalSuite) else target.eval_suites.get()
@@ -125,7 +127,7 @@ def gate_models(tmp_path_factory, tiny_model_dir) -> GateModels:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from workers.engine.probes import load_probes
+    from workers.engine.contract.probes import load_probes
 
     root = tmp_path_factory.mktemp("gate-models")
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -194,8 +196,8 @@ def _skill_with_references(team, slug: str, prompts: list[str], references: list
 def gate_lineage(people, tiny_production, artifacts, gate_models) -> GateLineage:
     """Production v1 (the tiny model, probes calibrated); skills "echo" and "tagging"; two candidates
     of "tagging" trained from v1, not yet gated: clean and damaged."""
-    from registry.models import TrainingJob
     from registry.services.versions import version_create_candidate
+    from training.models import TrainingJob
     from workers.pipeline import run_base_probes
 
     run_base_probes(tiny_production.pk)  # as the import task does

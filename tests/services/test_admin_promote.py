@@ -9,8 +9,9 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from audit.models import AuditEvent
 from registry.errors import TransitionError
-from registry.models import Approval, AuditEvent, ModelVersion, PromotionRequest
+from registry.models import Approval, ModelVersion, PromotionRequest
 from registry.services.approvals import approval_decide, promotion_request_create
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote

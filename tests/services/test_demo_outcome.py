@@ -2,8 +2,8 @@
 
 import io
 
-from registry.demo_report import write_report
-from registry.management.commands.demo import Command
+from demo.management.commands.demo import Command
+from demo.report import write_report
 from registry.selectors import forgetting_matrix
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote

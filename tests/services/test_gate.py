@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from audit.models import AuditEvent
+from evaluation.models import EvalRun
 from registry.errors import GateNotReady
-from registry.models import AuditEvent, EvalRun, GateResult, ModelVersion
+from registry.models import GateResult, ModelVersion
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote
 from tests.services.conftest import ECHO_PROMPTS, probe_suite, scores_grid, scores_record, skill_with_cases
@@ -127,7 +129,7 @@ def test_a_missing_score_is_named_and_nothing_is_decided(make_candidate, base_ve
 
 
 def test_a_failed_eval_run_counts_as_missing(make_candidate, base_version, legal_skills):
-    from registry.services.evaluations import eval_run_claim, eval_run_fail
+    from evaluation.services import eval_run_claim, eval_run_fail
 
     candidate = make_candidate(legal_skills["tagging"], status="evaluating")
     scores_record(base_version, legal_skills["tagging"], passing=0)

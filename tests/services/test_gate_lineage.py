@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from registry.management.commands.gate import gate_table
+from ops.management.commands.gate import gate_table
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote
 from tests.services.conftest import probe_suite, scores_grid, skill_with_cases

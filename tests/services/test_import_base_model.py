@@ -3,7 +3,8 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from registry.models import AuditEvent, BaseModel, ModelVersion
+from audit.models import AuditEvent
+from registry.models import BaseModel, ModelVersion
 
 
 def test_import_sets_the_lineages_probe_tolerance(db, tiny_model_dir, settings, tmp_path):

@@ -21,9 +21,9 @@ def _upload(skill, tmp_path, actor, prompts):
 @pytest.fixture
 def lineage(people, tiny_production, tmp_path):
     """v1 base → v2 added "filing" (trained on its training rows) → a job for "routing" from v2."""
-    from registry.models import TrainingJob
     from registry.services.versions import version_create_candidate
     from skills.services import skill_create
+    from training.models import TrainingJob
 
     filing = skill_create(team=people["legal"], slug="filing", name="Filing", actor=people["bob"], scorer="exact",
                           teacher_style="turn")
@@ -90,8 +90,8 @@ def test_rehearsal_can_be_limited_to_named_skills_or_turned_off(lineage):
 
 
 def test_an_anchored_jobs_pool_is_the_shipped_anchors_plus_rehearsal_and_none_when_unanchored(lineage):
-    from workers.engine.anchors import load_anchor_pool
-    from workers.engine.config import TrainConfig
+    from workers.engine.contract.anchors import load_anchor_pool
+    from workers.engine.contract.config import TrainConfig
 
     filing, routing, job = lineage
     pool = load_anchor_pool()
@@ -101,7 +101,7 @@ def test_an_anchored_jobs_pool_is_the_shipped_anchors_plus_rehearsal_and_none_wh
 
 
 def test_a_job_requested_with_another_anchor_pool_is_refused_by_the_worker(lineage):
-    from workers.engine.config import TrainConfig
+    from workers.engine.contract.config import TrainConfig
 
     filing, routing, job = lineage
     with pytest.raises(ValueError, match="the anchor pool changed since job"):
@@ -110,8 +110,8 @@ def test_a_job_requested_with_another_anchor_pool_is_refused_by_the_worker(linea
 
 def test_a_pool_that_repeats_a_probe_of_the_lineage_is_refused_before_training(lineage, monkeypatch):
     from skills.models import EvalCase, EvalSuite
-    from workers.engine import anchors
-    from workers.engine.config import TrainConfig
+    from workers.engine.contract import anchors
+    from workers.engine.contract.config import TrainConfig
 
     # given an operator imported probes one of which is a shipped anchor, word for word
     filing, routing, job = lineage

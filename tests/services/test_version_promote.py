@@ -3,8 +3,9 @@ import threading
 import pytest
 from django.db import IntegrityError, connection, transaction
 
+from audit.models import AuditEvent
 from registry.errors import SelfApprovalError, TransitionError
-from registry.models import Approval, AuditEvent, ModelVersion, PromotionRequest
+from registry.models import Approval, ModelVersion, PromotionRequest
 from registry.services.approvals import approval_decide, promotion_request_create
 from registry.services.versions import version_promote, version_rollback, version_transition
 from tests.conftest import ON_POSTGRES

@@ -81,7 +81,7 @@ class RowLengths:
 
 def measure_lengths(tokenizer, rows: list[TrainRow], style: str) -> RowLengths:
     """Tokenize every row once; the teacher prompt is what TRL would truncate, so it sets the limit."""
-    from workers.engine.prompts import teacher_messages
+    from workers.engine.contract.prompts import teacher_messages
 
     def chat_length(messages: list[dict], add_generation_prompt: bool) -> int:
         encoded = tokenizer.apply_chat_template(

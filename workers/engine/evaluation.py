@@ -29,7 +29,7 @@ def evaluate(
 ) -> list[CaseOutput]:
     """One CaseOutput per item, in the items' order. ``model`` is a model folder or a loaded Generator
     (the gate scores several suites with one load). An item's own scorer wins over ``scorer_kind``."""
-    from workers.engine import scoring
+    from workers.engine.contract import scoring
 
     def scorer_of(item: EvalItem) -> tuple[str, dict | None]:
         return (item.scorer, item.scorer_options) if item.scorer else (scorer_kind, scorer_options)

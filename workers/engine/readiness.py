@@ -13,9 +13,9 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workers.engine.contract.prompts import student_messages, teacher_messages
 from workers.engine.data import TrainRow
 from workers.engine.generation import Generator
-from workers.engine.prompts import student_messages, teacher_messages
 
 EXAMPLE_LIMIT = 2000  # characters per answer kept for the UI
 
@@ -54,7 +54,7 @@ def readiness_check(
     seed: int = 0,
     batch_size: int = 8,
 ) -> ReadinessReport:
-    from workers.engine import scoring
+    from workers.engine.contract import scoring
 
     if not rows:
         raise ValueError("the readiness check needs at least one row")

@@ -20,8 +20,8 @@ from trl.experimental.sdft.sdft_trainer import DemonstrationTeacherContextBuilde
 from trl.experimental.sdft.teacher_sync import PEFTAdapterEMACallback  # noqa: E402
 from trl.trainer.utils import use_adapter  # noqa: E402
 
-from workers.engine.config import TrainConfig  # noqa: E402
-from workers.engine.prompts import INLINE_TEMPLATE, teacher_messages  # noqa: E402
+from workers.engine.contract.config import TrainConfig  # noqa: E402
+from workers.engine.contract.prompts import INLINE_TEMPLATE, teacher_messages  # noqa: E402
 
 TEACHER_ADAPTER = "teacher"
 STUDENT_ADAPTER = "default"

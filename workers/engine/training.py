@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback, set_seed  # noqa: E402
 
 from workers.engine.artifacts import atomic_directory, sha256_tree  # noqa: E402
-from workers.engine.config import MAX_DERIVED_COMPLETION_LENGTH, TrainConfig  # noqa: E402
+from workers.engine.contract.config import MAX_DERIVED_COMPLETION_LENGTH, TrainConfig  # noqa: E402
 from workers.engine.data import DataTooLongError, RowLengths, TrainRow, measure_lengths  # noqa: E402
 from workers.engine.device import PeakMemoryMeter, resolve_device, resolve_dtype  # noqa: E402
 from workers.engine.trainers import (  # noqa: E402
@@ -172,7 +172,7 @@ def resolve_anchors(config: TrainConfig, anchors: list[TrainRow] | None) -> list
     if config.anchors_per_step == 0:
         return []
     if anchors is None:
-        from workers.engine.anchors import load_anchor_pool
+        from workers.engine.contract.anchors import load_anchor_pool
 
         anchors = [TrainRow.anchor(prompt) for prompt in load_anchor_pool().prompts]
     if not anchors:

@@ -3,11 +3,12 @@
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from registry.errors import SelfApprovalError, TransitionError
-from registry.models import Approval, ModelVersion, PromotionRequest, Role
-from registry.permissions import require_role
-from registry.services.audit import audit_record
+from registry.models import Approval, ModelVersion, PromotionRequest
 from registry.services.versions import production_version, version_promote, version_transition
+from teams.models import Role
+from teams.permissions import require_role
 
 S = ModelVersion.Status
 

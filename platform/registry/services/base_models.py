@@ -3,8 +3,8 @@ probe suite (scored on the base right after, so only probes the base gets right 
 
 from django.db import transaction
 
+from audit.services import audit_record
 from registry.models import BaseModel, ModelVersion
-from registry.services.audit import audit_record
 from registry.services.versions import version_register_base
 from skills.models import EvalCase, EvalSuite
 
@@ -18,7 +18,8 @@ def base_model_register(*, name: str, source: str, source_path: str, artifact_pa
         architecture=architecture, num_parameters=num_parameters, context_length=context_length or 2048,
         probe_tolerance=probe_tolerance, created_by=actor,
     )
-    suite = EvalSuite.objects.create(kind=EvalSuite.Kind.PROBES, source=EvalSuite.Source.BUILTIN, base_model=base)
+    suite = EvalSuite.objects.create(kind=EvalSuite.Kind.PROBES, source=EvalSuite.Source.BUILTIN)
+    BaseModel.objects.filter(pk=base.pk).update(probe_suite=suite)
     EvalCase.objects.bulk_create([
         EvalCase(suite=suite, key=p.id, category=p.category, prompt=p.messages, reference=p.reference,
                  scorer=p.scorer, scorer_options=p.options)

@@ -19,12 +19,13 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from audit.services import audit_record
+from evaluation.models import CaseResult, EvalRun
 from registry.errors import GateNotReady, TransitionError
-from registry.models import CaseResult, EvalRun, GateResult, ModelVersion
-from registry.services.audit import audit_record
+from registry.models import GateResult, ModelVersion
 from registry.services.versions import production_version, version_transition
 from skills.models import EvalSuite, Skill
-from workers.engine.intervals import paired_difference_interval
+from workers.engine.contract.intervals import paired_difference_interval
 
 S = ModelVersion.Status
 EPS = 1e-9

@@ -44,7 +44,7 @@ def _drop_text(row: dict) -> str:
 def gate_remedy(*, rows: list[dict], config: dict) -> Remedy | None:
     """The remedy for a gate's rows (None when nothing blocked). `config` is the blocked job's TrainConfig
     snapshot: anchor_ratio None is the method's default; no anchor_ratio at all, a job from before anchoring."""
-    from workers.engine.config import DEFAULT_ANCHOR_RATIO, MAX_ANCHOR_RATIO  # pure Python, no torch
+    from workers.engine.contract.config import DEFAULT_ANCHOR_RATIO, MAX_ANCHOR_RATIO  # pure Python, no torch
 
     blocked = [row for row in rows if _blocked(row)]
     if not blocked:
@@ -104,7 +104,7 @@ def gate_remedy(*, rows: list[dict], config: dict) -> Remedy | None:
 
 def remedy_of_gate(gate) -> Remedy | None:
     """The remedy for a recorded GateResult: None unless it blocked a candidate a training job made."""
-    job = gate.candidate.training_job
+    job = gate.candidate.job
     if gate.verdict != "block" or job is None:
         return None
     return gate_remedy(rows=gate.rows, config={"method": job.method, **job.config})

@@ -4,10 +4,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit.services import audit_record
 from registry.errors import TransitionError
 from registry.models import BaseModel, ModelVersion
-from registry.permissions import is_platform_admin
-from registry.services.audit import audit_record
+from teams.permissions import is_platform_admin
 
 S = ModelVersion.Status
 
@@ -75,14 +75,18 @@ def version_create_candidate(*, job, artifact_path: str, adapter_path: str, chec
     started from; nothing else may set it."""
     if job.parent_version_id is None:
         raise TransitionError(f"Training job {job.pk} never started from a version; it cannot produce a candidate.")
+    if job.candidate_id is not None:
+        raise TransitionError(f"Training job {job.pk} already produced v{job.candidate.number}; a job yields one version.")
     for attempt in range(3):
         try:
             with transaction.atomic():
                 version = ModelVersion.objects.create(
                     number=_next_number(), base_model=job.parent_version.base_model, parent=job.parent_version,
-                    skill=job.skill, training_job=job, status=S.CANDIDATE, artifact_path=artifact_path, adapter_path=adapter_path,
+                    skill=job.skill, status=S.CANDIDATE, artifact_path=artifact_path, adapter_path=adapter_path,
                     checksums=checksums, metrics=metrics,
                 )
+                job.candidate = version  # the job's side of the link (unique: one version per job)
+                job.save(update_fields=["candidate"])
                 audit_record(actor=None, action="version.candidate", obj=version, team=job.skill.team,
                              data={"job": job.pk, "parent": job.parent_version.number, "method": job.method})
                 return version
