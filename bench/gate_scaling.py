@@ -169,7 +169,7 @@ def main() -> None:
 
     from registry.services.versions import version_rollback
     from teams.models import Membership, Role, Team
-    from tests.tiny_models import smollm2_gguf, tiny_model_build, tokenizer_build
+    from tests.fixtures.models import smollm2_gguf, tiny_model_build, tokenizer_build
 
     artifacts = Path(settings.ACCRETE_ARTIFACTS)
     team = Team.objects.create(name="Bench", slug="bench")

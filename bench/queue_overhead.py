@@ -54,7 +54,7 @@ def main() -> int:
     from registry.services.base_models import base_model_register
     from skills.services import demonstration_set_upload, skill_create
     from teams.models import Team
-    from tests.tiny_models import tiny_model_build, tokenizer_build
+    from tests.fixtures.models import tiny_model_build, tokenizer_build
     from training.models import TrainingJob
     from training.services import job_request
     from workers.engine.contract.config import TrainConfig

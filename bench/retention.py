@@ -5,7 +5,7 @@
         [--results var/bench/retention.jsonl] [--report-only]
 
 Single step: for each skill, seed and method, one training run from the base model with the demo's
-settings (platform/registry/demo_settings.py; the engine's `train()`, the code a worker runs):
+settings (platform/demo/settings.py; the engine's `train()`, the code a worker runs):
 - sdft           plain SDFT (anchor_ratio 0: the paper's objective)
 - sdft+anchors   retention-anchored SDFT (the demo's setting: one general anchor per skill row)
 - sft            the demo's aggressive SFT

@@ -1,7 +1,8 @@
-"""Who sees and does what in the browser: the current team, team-scoped lookups and role checks.
+"""Who sees and does what in the browser: the current team, team-scoped lookups, and what to show.
 
-Objects of a team the user is not in answer 404 (their existence is not disclosed); a role too low
-within the user's own team answers 403 with the role it needs. Base versions belong to everyone."""
+Objects of a team the user is not in answer 404 (their existence is not disclosed). Roles are checked
+once, by the service that acts (it raises RoleRequired, naming the role it needs); `page` turns that
+into a 403 page. `can` only decides which buttons to show. Base versions belong to everyone."""
 
 from functools import wraps
 
@@ -30,14 +31,6 @@ def current_team(request) -> Team | None:
         if team is not None:
             return team
     return teams.first()
-
-
-def require(request, team, role: str, *, action: str) -> None:
-    if not has_role(request.user, team, role):
-        raise RoleRequired(
-            f"You may not {action} in team {team.name}: it needs the {Role(role).label} role"
-            f" (your role: {role_label(request.user, team)}). Ask a platform admin to grant it."
-        )
 
 
 def role_label(user, team) -> str:
@@ -89,7 +82,8 @@ def attach_nav(request) -> None:
 
 def page(view):
     """Login required; the request carries the nav's context (team, teams, role, admin flag); errors a
-    service raises on purpose become a page that says what was refused and why."""
+    service raises on purpose become a page that says what was refused and why (a missing role: 403,
+    with the service's message naming the role)."""
 
     @login_required
     @wraps(view)

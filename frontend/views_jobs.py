@@ -4,12 +4,12 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from frontend.access import can, job_or_404, page, require, skill_or_404
+from frontend.access import can, job_or_404, page, skill_or_404
 from frontend.forms import TrainForm
 from skills.selectors import demonstration_sets_of
 from teams.models import Role
 from training.selectors import job_page, jobs_visible_to
-from training.services import job_cancel_request, job_request
+from training.services import job_cancel_request, job_request, job_request_authorize
 from workers.engine.contract.config import ConfigError
 
 
@@ -24,21 +24,21 @@ def job_list(request):
 @page
 def job_start(request, pk):
     skill = skill_or_404(request, pk)
-    require(request, skill.team, Role.CONTRIBUTOR, action=f"start training for {skill.name}")
     form = TrainForm(request.POST or None, demonstration_sets=demonstration_sets_of(skill))
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            try:
-                job = job_request(skill=skill, demonstration_set=form.cleaned_data["demonstration_set"],
-                                  method=form.cleaned_data["method"], config=form.config(), actor=request.user)
-            except ConfigError as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, f"Training job {job.pk} queued: it starts from the production model "
-                                          "when a training worker picks it up.")
-                return redirect("job_detail", pk=job.pk)
+    if form.is_bound and form.is_valid():
+        try:  # the service checks the role
+            job = job_request(skill=skill, demonstration_set=form.cleaned_data["demonstration_set"],
+                              method=form.cleaned_data["method"], config=form.config(), actor=request.user)
+        except ConfigError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Training job {job.pk} queued: it starts from the production model "
+                                      "when a training worker picks it up.")
+            return redirect("job_detail", pk=job.pk)
+    else:
+        # no service call here: the form is shown only to who may submit it
+        job_request_authorize(skill=skill, actor=request.user)
+    status = 400 if request.method == "POST" else 200
     return render(request, "frontend/job_start.html", {"skill": skill, "form": form,
                                                        "has_sets": demonstration_sets_of(skill).exists()},
                   status=status)

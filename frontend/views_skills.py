@@ -5,10 +5,10 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 
 from evaluation.selectors import score_history
-from frontend.access import can, page, require, skill_or_404
+from frontend.access import can, page, skill_or_404
 from frontend.forms import SkillCreateForm
 from skills.selectors import skill_page, skills_of_team
-from skills.services import skill_create
+from skills.services import skill_create, skill_create_authorize
 from teams.models import Role
 from training.selectors import jobs_of_skill
 
@@ -33,10 +33,9 @@ def skill_detail(request, pk):
 def skill_new(request):
     if request.team is None:
         return render(request, "frontend/no_team.html", status=403)
-    require(request, request.team, Role.SKILL_OWNER, action="create skills")
     form = SkillCreateForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
+    if form.is_bound and form.is_valid():
+        try:  # the service checks the role
             skill = skill_create(team=request.team, actor=request.user, **form.cleaned_data)
         except ValueError as exc:  # the scorer refuses its options
             form.add_error("scorer_options", str(exc))
@@ -46,5 +45,8 @@ def skill_new(request):
         else:
             messages.success(request, f"Skill “{skill.name}” created. Upload demonstrations to teach it.")
             return redirect("skill_detail", pk=skill.pk)
+    else:
+        # no service call here: the form is shown only to who may submit it
+        skill_create_authorize(team=request.team, actor=request.user)
     status = 400 if request.method == "POST" else 200
     return render(request, "frontend/skill_new.html", {"form": form}, status=status)

@@ -1,7 +1,9 @@
 """Uploading demonstrations: validate and preview (nothing saved), then save on confirmation.
 
-Between the two steps the file lives under VAR_DIR/uploads with a random name kept in the session;
-the client's file name is shown to people and stored as a label, never used as a path."""
+Between the two steps the file lives under VAR_DIR/uploads with a random name kept in the session,
+beside what the preview found (`ValidatedUpload`: the split, the seed, the content's sha256), so that
+each request reads each file once: the confirmation streams the rows in and checks their checksum.
+The client's file name is shown to people and stored as a label, never used as a path."""
 
 import uuid
 from pathlib import Path
@@ -9,16 +11,24 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from frontend.access import attach_nav, demonstration_set_or_404, page, require, skill_or_404
+from frontend.access import attach_nav, demonstration_set_or_404, page, skill_or_404
 from frontend.forms import UploadForm
+from registry.selectors import production_token_budget
 from skills.selectors import skills_of_team
-from skills.services import demonstration_set_upload, readiness_request
-from teams.models import Role
+from skills.services import (
+    UploadRefused,
+    ValidatedUpload,
+    demonstration_set_preview,
+    demonstration_set_save,
+    readiness_request,
+)
 
 PENDING = "pending_upload"
+NO_LONGER_PENDING = "This upload is no longer pending (it was saved, cancelled or expired); upload the file again."
 
 
 def uploads_dir() -> Path:
@@ -83,7 +93,6 @@ def _upload(request):
     if not form.is_valid():
         return render(request, "frontend/upload.html", {"form": form, "has_skills": skills.exists()}, status=400)
     skill = skill_or_404(request, form.cleaned_data["skill"].pk)
-    require(request, skill.team, Role.CONTRIBUTOR, action=f"upload demonstrations for {skill.name}")
 
     _discard(request)
     token = uuid.uuid4().hex
@@ -91,9 +100,9 @@ def _upload(request):
     eval_file = form.cleaned_data.get("eval_file")
     eval_path = _store(eval_file, token, "eval") if eval_file else None
     filename = Path(form.cleaned_data["file"].name).name
-    try:
-        outcome = demonstration_set_upload(skill=skill, path=path, filename=filename, actor=request.user,
-                                           eval_path=eval_path, dry_run=True)
+    try:  # the service checks the role: a refused upload is deleted here, and `page` shows why
+        outcome = demonstration_set_preview(skill=skill, path=path, filename=filename, actor=request.user,
+                                            eval_path=eval_path, budget=production_token_budget())
     except BaseException:
         path.unlink(missing_ok=True)
         if eval_path:
@@ -101,7 +110,7 @@ def _upload(request):
         raise
     if outcome.ok:
         request.session[PENDING] = {"token": token, "skill": skill.pk, "filename": filename,
-                                    "eval_filename": Path(eval_file.name).name if eval_file else ""}
+                                    "validated": outcome.validated.to_dict()}
     else:
         path.unlink(missing_ok=True)
         if eval_path:
@@ -115,22 +124,24 @@ def _upload(request):
 @require_POST
 def upload_confirm(request):
     pending = request.session.get(PENDING)
-    if not pending or pending["token"] != request.POST.get("token"):
-        messages.error(request, "This upload is no longer pending (it was saved, cancelled or expired); "
-                                "upload the file again.")
+    # an entry without "validated" was left by an older version of this view
+    if not pending or "validated" not in pending or pending["token"] != request.POST.get("token"):
+        messages.error(request, NO_LONGER_PENDING)
         return redirect("upload")
     skill = skill_or_404(request, pending["skill"])
+    validated = ValidatedUpload.from_dict(pending["validated"])
     path, eval_path = _paths(pending["token"])
     try:
-        outcome = demonstration_set_upload(
-            skill=skill, path=path, filename=pending["filename"], actor=request.user,
-            eval_path=eval_path if pending["eval_filename"] else None, dry_run=False)
+        dset = demonstration_set_save(skill=skill, validated=validated, path=path, actor=request.user,
+                                      eval_path=eval_path if validated.eval_sha256 else None)
+    except UploadRefused as exc:
+        messages.error(request, str(exc))
+        return redirect(f"{reverse('upload')}?skill={skill.pk}")
+    except FileNotFoundError:  # the pending file was cleaned away
+        messages.error(request, NO_LONGER_PENDING)
+        return redirect("upload")
     finally:
         _discard(request)
-    if outcome.demonstration_set is None:
-        return render(request, "frontend/upload_report.html", {
-            "skill": skill, "outcome": outcome, "filename": pending["filename"], "token": ""}, status=409)
-    dset = outcome.demonstration_set
     messages.success(request, f"Saved demonstrations v{dset.version} for {skill.name}: {dset.train_count} "
                               f"training rows, {dset.eval_count} held-out eval cases.")
     return redirect("skill_detail", pk=skill.pk)

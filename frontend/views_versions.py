@@ -6,7 +6,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from frontend.access import can, page, require, version_or_404
+from frontend.access import can, page, version_or_404
 from frontend.forms import TrainForm
 from registry.models import ModelVersion
 from registry.selectors import (
@@ -20,7 +20,7 @@ from registry.services.approvals import promotion_request_create
 from registry.services.remedies import remedy_of_gate
 from skills.selectors import demonstration_sets_of
 from teams.models import Role
-from training.services import job_request
+from training.services import job_request, job_request_authorize
 
 
 @page
@@ -60,7 +60,8 @@ def version_retrain(request, pk):
 
 def _retrain_with_retention(request, version):
     job = version.job
-    require(request, job.skill.team, Role.CONTRIBUTOR, action=f"retrain {job.skill.name}")
+    # no service call here: the pre-filled form is shown only to who may submit it
+    job_request_authorize(skill=job.skill, actor=request.user)
     remedy = remedy_of_gate(version.gate) if hasattr(version, "gate") else None
     if remedy is None or not remedy.retrains_with_retention:
         messages.error(request, f"The gate of {version} suggests no retention remedy: "
@@ -84,7 +85,6 @@ def version_request_promotion(request, pk):
     if version.skill_id is None:
         messages.error(request, "A base version is not promoted through approvals.")
         return redirect("version_detail", pk=version.pk)
-    require(request, version.skill.team, Role.CONTRIBUTOR, action=f"ask for the promotion of {version}")
     promotion_request_create(version=version, actor=request.user, comment=request.POST.get("comment", ""))
     messages.success(request, f"Promotion of {version} requested: another skill owner of "
                               f"{version.skill.team.name} must approve it.")

@@ -10,7 +10,6 @@ import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 FORMATS = ("chat_jsonl", "prompt_jsonl", "csv")
 ROLES = ("system", "user", "assistant")
@@ -48,28 +47,39 @@ class ProblemList:
             self.omitted += 1
 
 
-def detect_format(path: Path, problems: ProblemList) -> str | None:
-    with open(path, "rb") as handle:
-        head = handle.read(8192)
-        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-            problems.add(None, None, "the file is UTF-16 text, not UTF-8", "save the file as UTF-8")
-            return None
-        if b"\x00" in head:
-            nul = head.index(b"\x00")
-            problems.add(
-                1 + head.count(b"\n", 0, nul), None,
-                f"the file is binary, not UTF-8 text (a NUL byte at byte offset {nul})",
-                "upload a .jsonl or .csv text file saved as UTF-8",
-            )
-            return None
-        handle.seek(0)
-        sniffed = []
-        for raw in handle:
-            stripped = raw.lstrip(b"\xef\xbb\xbf").strip()
-            if stripped:
-                sniffed.append(stripped)
-            if len(sniffed) == _SNIFF_LINES:
-                break
+def detect_format(handle, problems: ProblemList) -> tuple[str | None, list[bytes]]:
+    """The format of the file open in `handle` (binary), from its first 8 KiB and first non-blank lines,
+    and the raw lines read to tell it: parsing goes on from them, so no byte is read twice.
+    The format is None, with a problem reported, when the file is none of FORMATS."""
+    head = handle.read(8192)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        problems.add(None, None, "the file is UTF-16 text, not UTF-8", "save the file as UTF-8")
+        return None, [head]
+    if b"\x00" in head:
+        nul = head.index(b"\x00")
+        problems.add(
+            1 + head.count(b"\n", 0, nul), None,
+            f"the file is binary, not UTF-8 text (a NUL byte at byte offset {nul})",
+            "upload a .jsonl or .csv text file saved as UTF-8",
+        )
+        return None, [head]
+    *complete, rest = head.split(b"\n")
+    read = [raw + b"\n" for raw in complete]
+    if rest:  # the 8 KiB ended inside a line: finish it
+        read.append(rest + handle.readline())
+    sniffed = [s for s in (raw.lstrip(b"\xef\xbb\xbf").strip() for raw in read) if s][:_SNIFF_LINES]
+    while len(sniffed) < _SNIFF_LINES:
+        raw = handle.readline()
+        if not raw:
+            break
+        read.append(raw)
+        stripped = raw.lstrip(b"\xef\xbb\xbf").strip()
+        if stripped:
+            sniffed.append(stripped)
+    return _format_of(sniffed, problems), read
+
+
+def _format_of(sniffed: list[bytes], problems: ProblemList) -> str | None:
     if not sniffed:
         problems.add(None, None, "the file is empty", "upload a file with one example per line")
         return None
@@ -102,9 +112,9 @@ def detect_format(path: Path, problems: ProblemList) -> str | None:
 Record = tuple[list[dict], str, str, dict]  # prompt messages, demonstration, reference, metadata
 
 
-def _text_lines(handle, sha, problems: ProblemList, bad: list[bool]) -> Iterator[tuple[int, str]]:
+def _text_lines(raw_lines: Iterator[bytes], sha, problems: ProblemList, bad: list[bool]) -> Iterator[tuple[int, str]]:
     offset = 0
-    for number, raw in enumerate(handle, start=1):
+    for number, raw in enumerate(raw_lines, start=1):
         sha.update(raw)
         try:
             text = raw.decode("utf-8")
@@ -122,10 +132,12 @@ def _text_lines(handle, sha, problems: ProblemList, bad: list[bool]) -> Iterator
         yield number, text
 
 
-def read_records(handle, fmt: str, sha, problems: ProblemList, max_rows: int | None) -> Iterator[tuple[int, Record | None]]:
-    """(line, record) for each data row; None for a row whose problems were reported."""
+def read_records(raw_lines: Iterator[bytes], fmt: str, sha, problems: ProblemList,
+                 max_rows: int | None) -> Iterator[tuple[int, Record | None]]:
+    """(line, record) for each data row of `raw_lines` (a binary file, or an iterator of its raw lines);
+    None for a row whose problems were reported. Every byte goes into `sha`, also past `max_rows`."""
     bad = [False]  # set by _text_lines when the current line was not UTF-8
-    lines = _text_lines(handle, sha, problems, bad)
+    lines = _text_lines(raw_lines, sha, problems, bad)
     rows = 0
     source = _csv_rows(lines, problems) if fmt == "csv" else lines
     for line, item in source:
@@ -136,8 +148,8 @@ def read_records(handle, fmt: str, sha, problems: ProblemList, max_rows: int | N
             problems.add(None, None, f"the file has more than {max_rows:,} rows",
                          f"split it into files of at most {max_rows:,} rows")
             lines.close()
-            for chunk in iter(lambda: handle.read(1 << 20), b""):  # the checksum covers the rest unparsed
-                sha.update(chunk)
+            for raw in raw_lines:  # the checksum covers the rest unparsed
+                sha.update(raw)
             return
         if bad[0]:
             bad[0] = False

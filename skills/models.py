@@ -11,8 +11,8 @@ class Skill(models.Model):
         TURN = "turn", "Turn (demonstration as a prior example turn)"
 
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        ARCHIVED = "archived", "Archived"
+        ACTIVE = "active"
+        ARCHIVED = "archived"
 
     team = models.ForeignKey("teams.Team", on_delete=models.PROTECT, related_name="skills")
     slug = models.SlugField(max_length=60, unique=True)
@@ -85,7 +85,7 @@ class Demonstration(models.Model):
 
 class EvalSuite(models.Model):
     class Kind(models.TextChoices):
-        SKILL = "skill", "Skill"
+        SKILL = "skill"
         PROBES = "probes", "Retention probes"
 
     class Source(models.TextChoices):

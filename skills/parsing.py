@@ -2,16 +2,22 @@
 
 Three formats, told apart by content: chat JSONL ({"messages": [...]} ending with the assistant's
 demonstration), prompt JSONL ({"prompt", "demonstration"|"completion"}) and CSV with those columns.
-`validate_upload` streams the file once and reports every problem with its line, field and a fix;
-only then does the service save anything, streaming rows again through `iter_rows`.
+`validate_upload` reads the file once, every byte once, and reports every problem with its line,
+field and a fix. What the steps after it need goes into a `RowIndex` on the way (the content hashes the
+held-out split is drawn from; the prompts an eval file must not repeat), so nothing reads the file again
+to decide anything. Saving streams the rows once more through `iter_rows`, feeding a checksum, so that a
+file changed since it was validated is refused rather than saved.
 
 Memory is bounded: rows are parsed one at a time, and duplicate detection keeps ~16-32 bytes a
-row (64-bit hashes in flat arrays), so a 200,000-row upload costs a few MB whatever its rows' size.
+row (64-bit hashes in flat arrays); a RowIndex adds 32 bytes a row (a sha256 digest), and ~16-32 more
+when it keeps prompts. A 200,000-row upload costs under 20 MB whatever its rows' size.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import json
 import os
 import string
@@ -23,8 +29,8 @@ from pathlib import Path
 from skills.demonstration_formats import FORMATS, Problem, ProblemList, detect_format, read_records
 
 __all__ = [
-    "CHARS_PER_TOKEN", "FORMATS", "LengthStats", "ParsedRow", "Problem", "UploadLimits", "ValidationReport",
-    "count_tokens_with", "iter_rows", "split_rows", "validate_upload",
+    "CHARS_PER_TOKEN", "FORMATS", "LengthStats", "ParsedRow", "Problem", "RowIndex", "UploadLimits",
+    "ValidationReport", "count_tokens_with", "iter_rows", "prompt_key", "split_rows", "validate_upload",
 ]
 
 # without a tokenizer, lengths are bounded in characters at this rate: generous for English with a
@@ -112,32 +118,89 @@ class _FirstSeen:
         self._tags = array("I", [0]) * slots
         self._used = 0
 
+    def _slot(self, key: int) -> int:
+        """Where `key` is, or the empty slot where it would go (linear probing)."""
+        keys, mask = self._keys, self._mask
+        slot = key & mask
+        while keys[slot] and keys[slot] != key:
+            slot = (slot + 1) & mask
+        return slot
+
     def add(self, key: int, tag: int, line: int) -> tuple[int, int] | None:
         """Record `key`; if it was seen before, return (first line, its tag) instead."""
         key = (key & 0xFFFF_FFFF_FFFF_FFFF) or 1  # 0 marks an empty slot
-        keys, mask = self._keys, self._mask
-        slot = key & mask
-        while keys[slot]:
-            if keys[slot] == key:
-                return self._lines[slot], self._tags[slot]
-            slot = (slot + 1) & mask
-        keys[slot], self._lines[slot], self._tags[slot] = key, line, tag & 0xFFFF_FFFF
+        slot = self._slot(key)
+        if self._keys[slot]:
+            return self._lines[slot], self._tags[slot]
+        self._keys[slot], self._lines[slot], self._tags[slot] = key, line, tag & 0xFFFF_FFFF
         self._used += 1
-        if self._used * 10 > (mask + 1) * 6:  # past 60% full, probing slows down: double
+        if self._used * 10 > (self._mask + 1) * 6:  # past 60% full, probing slows down: double
             self._grow()
         return None
+
+    def get(self, key: int) -> tuple[int, int] | None:
+        """(first line, its tag) of `key` if it was added, without adding it."""
+        slot = self._slot((key & 0xFFFF_FFFF_FFFF_FFFF) or 1)
+        return (self._lines[slot], self._tags[slot]) if self._keys[slot] else None
 
     def _grow(self) -> None:
         old = zip(self._keys, self._lines, self._tags, strict=True)
         self.__init__(2 * (self._mask + 1))
-        keys, lines, tags, mask = self._keys, self._lines, self._tags, self._mask
         for key, line, tag in old:
             if key:
-                slot = key & mask
-                while keys[slot]:
-                    slot = (slot + 1) & mask
-                keys[slot], lines[slot], tags[slot] = key, line, tag
+                slot = self._slot(key)
+                self._keys[slot], self._lines[slot], self._tags[slot] = key, line, tag
                 self._used += 1
+
+
+def prompt_key(prompt: list[dict]) -> str:
+    """A prompt, compared the way a reader would: case and runs of whitespace ignored. The upload uses it to
+    refuse eval rows that repeat training rows; rehearsal, to keep every eval case out of training."""
+    return json.dumps([(m["role"], " ".join(m["content"].lower().split())) for m in prompt])
+
+
+class RowIndex:
+    """What a validation pass keeps of each row for the steps after it, in flat arrays: the sha256 of the
+    row's content (the held-out split is drawn from these) and, with `prompts`, a 64-bit key of its prompt
+    and its line (an eval file is checked against these). Positions are `iter_rows`'s order."""
+
+    def __init__(self, *, prompts: bool = False):
+        self._digests = bytearray()
+        self._prompts = _FirstSeen() if prompts else None
+
+    def __len__(self) -> int:
+        return len(self._digests) // 32
+
+    def add(self, line: int, prompt: list[dict], demonstration: str, reference: str) -> None:
+        self._digests += _content_digest(prompt, demonstration, reference)
+        if self._prompts is not None:
+            # Python's str hash is per process, which is enough: the eval file is checked in the same request
+            self._prompts.add(hash(prompt_key(prompt)), 0, line)
+
+    def content_hashes(self) -> Sequence[str]:
+        """Each row's `ParsedRow.content_hash`, made one at a time as it is asked for."""
+        return _HexDigests(self._digests)
+
+    def line_of_prompt(self, prompt: list[dict]) -> int | None:
+        """The first line whose prompt equals this one under `prompt_key`. Keys are 64 bits: two different
+        prompts collide with odds of ~1e-9 for 200,000 rows against 200,000."""
+        if self._prompts is None:
+            raise ValueError("this RowIndex keeps no prompts; make it with RowIndex(prompts=True)")
+        found = self._prompts.get(hash(prompt_key(prompt)))
+        return None if found is None else found[0]
+
+
+class _HexDigests(Sequence):
+    def __init__(self, digests: bytearray):
+        self._digests = digests
+
+    def __len__(self) -> int:
+        return len(self._digests) // 32
+
+    def __getitem__(self, index: int) -> str:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._digests[32 * index:32 * index + 32].hex()
 
 
 _PUNCTUATION_TO_SPACE = str.maketrans({c: " " for c in string.punctuation + "\u201c\u201d\u2018\u2019\u2026"})
@@ -152,8 +215,12 @@ def _near_key(text: str) -> bytes | str:
 
 
 def validate_upload(
-    path: str | os.PathLike, *, limits: UploadLimits, count_tokens: Callable[[str], int] | None
+    path: str | os.PathLike, *, limits: UploadLimits, count_tokens: Callable[[str], int] | None,
+    index: RowIndex | None = None, training: RowIndex | None = None, training_name: str = "",
 ) -> ValidationReport:
+    """Read the file once and report it. Every row that parses goes into `index` when one is given. With
+    `training` (the training file's index, with prompts), a row whose prompt is a training row's is a
+    problem naming both lines: the model would be scored on what it trained on."""
     path = Path(path)
     problems = ProblemList()
     size = path.stat().st_size
@@ -169,10 +236,6 @@ def validate_upload(
             f"split it into files under {limits.max_bytes / 1e6:.0f} MB, or remove rows",
         )
         return refused()
-    fmt = detect_format(path, problems)
-    if fmt is None:
-        return refused(sha=_sha256_of(path))
-
     sha = hashlib.sha256()
     prompt_limit = limits.max_prompt_tokens * (1 if count_tokens else CHARS_PER_TOKEN)
     demo_limit = limits.max_demonstration_tokens * (1 if count_tokens else CHARS_PER_TOKEN)
@@ -182,11 +245,20 @@ def validate_upload(
     preview: list[ParsedRow] = []
     rows = usable = 0
     with open(path, "rb") as handle:
-        for line, record in read_records(handle, fmt, sha, problems, limits.max_rows):
+        fmt, head = detect_format(handle, problems)
+        if fmt is None:
+            for raw in head:
+                sha.update(raw)
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                sha.update(chunk)
+            return refused(sha=sha.hexdigest())
+        for line, record in read_records(itertools.chain(head, handle), fmt, sha, problems, limits.max_rows):
             rows += 1
             if record is None:
                 continue
             prompt, demonstration, reference, metadata = record
+            if index is not None:
+                index.add(line, prompt, demonstration, reference)
             prompt_text = prompt[0]["content"] if len(prompt) == 1 else "\n".join(m["content"] for m in prompt)
             prompt_length, demo_length = measure(prompt_text), measure(demonstration)
             too_long = prompt_length > prompt_limit or demo_length > demo_limit
@@ -209,7 +281,13 @@ def validate_upload(
                     f"duplicates line {first_line}" + ("" if exact else " (differs only in case, spacing or punctuation)"),
                     f"remove line {line} or make it a different example",
                 )
-            if too_long or first is not None:
+            leaked = training.line_of_prompt(prompt) if training is not None else None
+            if leaked is not None:
+                problems.add(
+                    line, "prompt", f"this prompt is also line {leaked} of the training file {training_name}",
+                    "remove it from one of the two files: a case the model trained on does not measure the skill",
+                )
+            if too_long or first is not None or leaked is not None:
                 continue
             usable += 1
             prompt_stats.add(prompt_length)
@@ -230,12 +308,14 @@ def validate_upload(
     )
 
 
-def iter_rows(path: str | os.PathLike, format: str) -> Iterator[ParsedRow]:  # noqa: A002 (the API's word)
-    """Stream the rows of a file that `validate_upload` accepted; a bad row raises ValueError."""
+def iter_rows(path: str | os.PathLike, format: str, *, sha=None) -> Iterator[ParsedRow]:  # noqa: A002 (the API's word)
+    """Stream the rows of a file that `validate_upload` accepted; a bad row raises ValueError. Every byte
+    read goes into `sha` (a hashlib object) when one is given: after the last row, it is the file's."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    sha = sha if sha is not None else hashlib.sha256()
     with open(path, "rb") as handle:
-        for line, record in read_records(handle, format, hashlib.sha256(), ProblemList(strict=True), None):
+        for line, record in read_records(handle, format, sha, ProblemList(strict=True), None):
             if record is not None:
                 yield _parsed_row(line, *record)
 
@@ -243,7 +323,8 @@ def iter_rows(path: str | os.PathLike, format: str) -> Iterator[ParsedRow]:  # n
 def split_rows(
     content_hashes: Sequence[str], *, seed: int, eval_fraction: float = 0.2, min_eval: int = 5, max_eval: int = 200
 ) -> set[int]:
-    """Indices of the held-out eval rows: the same rows for the same seed, whatever the input order."""
+    """Indices of the held-out eval rows: the same rows for the same seed, whatever the input order.
+    Holds at most `max_eval` keys at a time, not one a row."""
     if not 0 < eval_fraction < 1:
         raise ValueError(f"eval_fraction must be between 0 and 1, got {eval_fraction}")
     if not 0 <= min_eval <= max_eval:
@@ -251,10 +332,12 @@ def split_rows(
     total = len(content_hashes)
     # at least one row is left to train on
     wanted = min(max(round(total * eval_fraction), min_eval), max_eval, max(total - 1, 0))
-    order = sorted(
-        range(total), key=lambda i: (hashlib.sha256(f"{seed}:{content_hashes[i]}".encode()).digest(), content_hashes[i])
+    # nsmallest is sorted(...)[:wanted], ties and all, in O(wanted) memory
+    order = heapq.nsmallest(
+        wanted, range(total),
+        key=lambda i: (hashlib.sha256(f"{seed}:{content_hashes[i]}".encode()).digest(), content_hashes[i]),
     )
-    return set(order[:wanted])
+    return set(order)
 
 
 def count_tokens_with(tokenizer_json_path: str | os.PathLike) -> Callable[[str], int]:
@@ -269,14 +352,11 @@ def count_tokens_with(tokenizer_json_path: str | os.PathLike) -> Callable[[str],
     return count_tokens
 
 
-def _parsed_row(line: int, prompt: list[dict], demonstration: str, reference: str, metadata: dict) -> ParsedRow:
+def _content_digest(prompt: list[dict], demonstration: str, reference: str) -> bytes:
     canonical = json.dumps([prompt, demonstration, reference], ensure_ascii=False, sort_keys=True)
-    return ParsedRow(line, prompt, demonstration, reference, metadata, hashlib.sha256(canonical.encode()).hexdigest())
+    return hashlib.sha256(canonical.encode()).digest()
 
 
-def _sha256_of(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
+def _parsed_row(line: int, prompt: list[dict], demonstration: str, reference: str, metadata: dict) -> ParsedRow:
+    return ParsedRow(line, prompt, demonstration, reference, metadata,
+                     _content_digest(prompt, demonstration, reference).hex())

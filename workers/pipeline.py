@@ -20,6 +20,7 @@ from registry.services.approvals import promotion_request_create
 from registry.services.versions import version_transition
 from skills.models import DemonstrationSet, EvalCase, EvalSuite
 from skills.services import prompt_key
+from teams.permissions import RoleRequired
 from training import services as jobs
 from training.models import TrainingJob
 
@@ -259,7 +260,10 @@ def run_candidate_gate(version_id: int) -> str | None:
     job = version.job
     # Also on a redelivery after a crash between the gate and this line: the request is never lost.
     if version.status == ModelVersion.Status.AWAITING_APPROVAL and job is not None and job.requested_by_id:
-        promotion_request_create(version=version, actor=job.requested_by, comment="Passed the gate.")
+        try:
+            promotion_request_create(version=version, actor=job.requested_by, comment="Passed the gate.")
+        except RoleRequired as exc:  # the requester lost the role meanwhile: a contributor asks from the page
+            jobs.job_event(job=job, kind="promotion_not_requested", message=f"Promotion not requested: {exc}")
     gate = getattr(version, "gate", None)
     return gate.verdict if gate is not None else None
 

@@ -3,6 +3,7 @@
 from django import template
 
 from frontend import charts
+from registry import reports
 
 register = template.Library()
 
@@ -26,21 +27,9 @@ def status_text(value) -> str:
     return str(value).replace("_", " ")
 
 
-@register.filter
-def pct(value) -> str:
-    if value is None or value == "":
-        return "—"
-    return f"{float(value) * 100:.0f}%"
-
-
-@register.filter
-def signed_pct(value) -> str:
-    if value is None:
-        return "—"
-    points = float(value) * 100
-    if abs(points) < 0.05:
-        return "±0"
-    return f"{points:+.0f} pts"
+# One formatter of scores for the pages and the plain-text tables (manage.py gate, the demo).
+register.filter("pct", reports.pct)
+register.filter("signed_pct", reports.signed_pct)
 
 
 @register.filter

@@ -7,10 +7,10 @@ class EvalRun(models.Model):
     """A version scored on one eval suite. Scores of a version never change once computed."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", "Queued for an eval worker"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
 
     version = models.ForeignKey("registry.ModelVersion", on_delete=models.CASCADE, related_name="eval_runs")
     suite = models.ForeignKey("skills.EvalSuite", on_delete=models.PROTECT, related_name="runs")

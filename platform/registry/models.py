@@ -45,13 +45,13 @@ class BaseModel(models.Model):
 
 class ModelVersion(models.Model):
     class Status(models.TextChoices):
-        CANDIDATE = "candidate", "Candidate"
-        EVALUATING = "evaluating", "Evaluating"
+        CANDIDATE = "candidate"
+        EVALUATING = "evaluating"
         AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
-        PRODUCTION = "production", "Production"
-        RETIRED = "retired", "Retired"
+        PRODUCTION = "production"
+        RETIRED = "retired"
         BLOCKED = "blocked", "Blocked by the gate"
-        REJECTED = "rejected", "Rejected"
+        REJECTED = "rejected"
         STALE = "stale", "Stale (production moved)"
         FAILED = "failed", "Evaluation failed"
 
@@ -117,8 +117,7 @@ class PromotionRequest(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", "Open"
         APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
-        WITHDRAWN = "withdrawn", "Withdrawn"
+        REJECTED = "rejected"
 
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="promotion_requests")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

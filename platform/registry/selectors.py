@@ -1,4 +1,8 @@
-"""Reads for the registry: lineage, scores, the forgetting matrix, what awaits whom."""
+"""Reads for the registry: lineage, scores, the forgetting matrix, a gate's report, what awaits whom.
+
+The forgetting matrix and the gate report are each shaped once, here; the pages, `manage.py gate`, the
+demo's terminal output and its HTML report all render these dicts (text: registry.reports; HTML: the
+frontend/_forgetting_matrix.html and frontend/_gate_table.html partials)."""
 
 from pathlib import Path
 
@@ -25,7 +29,6 @@ def lineage(version: ModelVersion | None) -> list[ModelVersion]:
     return chain[::-1]
 
 
-
 def production_token_budget() -> TokenBudget:
     """What an upload's lengths are measured against: the production model's context and tokenizer."""
     current = production_version()
@@ -49,7 +52,6 @@ def requests_awaiting(user) -> QuerySet:
         qs = qs.filter(version__skill__team__memberships__user=user,
                        version__skill__team__memberships__role__in=[Role.SKILL_OWNER, Role.PLATFORM_ADMIN])
     return qs.select_related("version", "version__skill", "requested_by").distinct()
-
 
 
 def forgetting_matrix(versions: list[ModelVersion] | None = None) -> dict:
@@ -90,6 +92,25 @@ def forgetting_matrix(versions: list[ModelVersion] | None = None) -> dict:
     return {"columns": columns, "rows": rows}
 
 
+def gate_report(gate: GateResult) -> dict:
+    """One gate as every view of it shows it: the rows (each with its sample size `n`), the lineage rows,
+    the warnings of suites too small for their tolerance, the reasons it blocked, the remedy, and the
+    cases that flipped (all of them, and those that went pass→fail)."""
+    # Gates recorded before the paired intervals carry no `n`: their sample is the suite's size.
+    rows = [{**row, "n": row.get("n", row.get("total"))} for row in gate.rows]
+    return {
+        "gate": gate,
+        "candidate": gate.candidate,
+        "baseline": gate.baseline,
+        "verdict": gate.verdict,
+        "rows": rows,
+        "lineage_rows": [row for row in rows if row.get("lineage")],
+        "warnings": [(row["name"], row["warning"]) for row in rows if row.get("warning")],
+        "reasons": list(gate.reasons),
+        "remedy": remedy_of_gate(gate),
+        "flipped": list(gate.flipped),
+        "dropped": [f for f in gate.flipped if f["direction"] == "pass→fail"],
+    }
 
 
 def version_page(version: ModelVersion, user) -> dict:
@@ -100,12 +121,14 @@ def version_page(version: ModelVersion, user) -> dict:
     open_request = PromotionRequest.objects.filter(version=version, status=PromotionRequest.Status.OPEN).select_related(
         "requested_by").first()
     decidable = open_request is not None and requests_awaiting(user).filter(pk=open_request.pk).exists()
+    report = gate_report(gate) if gate is not None else None
     return {
         "version": version,
         "lineage": lineage(version),
         "scorecard": runs,
         "gate": gate,
-        "remedy": remedy_of_gate(gate) if gate is not None else None,
+        "gate_report": report,
+        "remedy": report["remedy"] if report is not None else None,
         "open_request": open_request,
         "can_decide": decidable,
         "requests": list(version.promotion_requests.select_related("requested_by").prefetch_related(

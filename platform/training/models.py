@@ -6,12 +6,12 @@ from django.db import models
 
 class TrainingJob(models.Model):
     class Status(models.TextChoices):
-        VALIDATING = "validating", "Validating"
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+        VALIDATING = "validating"
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
 
     class Method(models.TextChoices):
         SDFT = "sdft", "SDFT (self-distillation)"

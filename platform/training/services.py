@@ -27,11 +27,17 @@ def _cas(job_id: int, old: set[str], new: str, **fields) -> bool:
     return TrainingJob.objects.filter(pk=job_id, status__in=old).update(status=new, **fields) == 1
 
 
+def job_request_authorize(*, skill, actor) -> None:
+    """Raises RoleRequired unless `actor` may ask for training of `skill`: `job_request` asks first, and so
+    do the pages that show the training form, before showing a form their user could not submit."""
+    require_role(actor, skill.team, Role.CONTRIBUTOR, action=f"train {skill.slug}")
+
+
 def job_request(*, skill, demonstration_set, method: str, config: dict, actor, enqueue: bool = True) -> TrainingJob:
     """Ask for a skill to be added to the production model. Validates, then queues the job."""
     from workers.engine.contract.config import TrainConfig  # pure Python: the web process never loads torch
 
-    require_role(actor, skill.team, Role.CONTRIBUTOR, action=f"train {skill.slug}")
+    job_request_authorize(skill=skill, actor=actor)
     if demonstration_set.skill_id != skill.pk:
         raise TransitionError(f"Demonstration set {demonstration_set} does not belong to skill {skill.slug}.")
     if skill.status != skill.Status.ACTIVE:

@@ -3,7 +3,7 @@ read a gate report, approve as a second person, and see production move on the d
 
 import pytest
 
-from tests.e2e.conftest import screenshot, sign_in
+from tests.fixtures.browser import screenshot, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

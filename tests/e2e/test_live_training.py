@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import screenshot, sign_in
-from tests.pipeline.conftest import wait_for
+from tests.fixtures.browser import screenshot, sign_in
+from tests.fixtures.workers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_services, pytest.mark.django_db(transaction=True)]
 

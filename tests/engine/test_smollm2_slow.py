@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from tests.engine.conftest import smollm2_gguf
+from tests.fixtures.models import smollm2_gguf
 
 pytestmark = pytest.mark.slow
 

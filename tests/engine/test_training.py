@@ -44,7 +44,7 @@ def small_config(**overrides) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def sdft_run(tiny_model_dir, tmp_path_factory):
-    from tests.engine.conftest import policy_rows
+    from tests.fixtures.models import policy_rows
 
     base_checksum = tree_checksum(tiny_model_dir)
     root = tmp_path_factory.mktemp("sdft-run")
@@ -152,23 +152,19 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path
     assert restored == [False, True], "the EMA teacher must come back from the checkpoint"
 
 
-def test_a_teacher_prompt_that_would_be_truncated_is_refused(tiny_model_dir, tmp_path, rows):
-    long_rows = rows + [TrainRow(prompt="What is the archive policy code?", demonstration="ARC-77 " * 60)]
-    with pytest.raises(DataTooLongError, match=r"row 8: the teacher prompt .* is \d+ tokens but max_prompt_length is 64"):
-        train(
-            base_dir=tiny_model_dir, rows=long_rows, config=small_config(max_prompt_length=64),
-            output_dir=tmp_path / "out", work_dir=tmp_path / "work",
-        )
+@pytest.mark.parametrize(("extra", "limits", "message"), [
+    # a teacher prompt that would be truncated
+    (TrainRow(prompt="What is the archive policy code?", demonstration="ARC-77 " * 60), {"max_prompt_length": 64},
+     r"row 8: the teacher prompt .* is \d+ tokens but max_prompt_length is 64"),
+    # a row longer than the context
+    (TrainRow(prompt="Summarise the archive policy.", demonstration="archive " * 2100),
+     {"max_completion_length": 16}, r"row 8: .* but the model's context is 2048"),
+])
+def test_a_row_too_long_to_train_on_is_refused(tiny_model_dir, tmp_path, rows, extra, limits, message):
+    with pytest.raises(DataTooLongError, match=message):
+        train(base_dir=tiny_model_dir, rows=rows + [extra], config=small_config(**limits),
+              output_dir=tmp_path / "out", work_dir=tmp_path / "work")
     assert not (tmp_path / "out").exists()
-
-
-def test_a_row_longer_than_the_context_is_refused(tiny_model_dir, tmp_path, rows):
-    huge = rows + [TrainRow(prompt="Summarise the archive policy.", demonstration="archive " * 2100)]
-    with pytest.raises(DataTooLongError, match=r"row 8: .* but the model's context is 2048"):
-        train(
-            base_dir=tiny_model_dir, rows=huge, config=small_config(max_completion_length=16),
-            output_dir=tmp_path / "out", work_dir=tmp_path / "work",
-        )
 
 
 def test_too_few_rows_for_one_step_is_refused(tiny_model_dir, tmp_path, rows):

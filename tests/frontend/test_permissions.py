@@ -1,7 +1,8 @@
 """Who may do what: each role × each action × own team / another team.
 
 Own team is Legal (vera viewer, alice contributor, bob skill owner); the other team is HR. Objects of a
-team the user is not in answer 404; a role too low in the user's own team answers 403."""
+team the user is not in answer 404; a role too low in the user's own team answers 403. The role is checked
+by the service that acts; the view only turns its refusal into the page."""
 
 import pytest
 from django.urls import reverse
@@ -11,7 +12,9 @@ ROLES = {"viewer": "vera", "contributor": "alice", "skill_owner": "bob", "platfo
 ALLOWED = {  # action -> (expected when allowed, minimum role)
     "view_skill": (200, "viewer"),
     "upload": (200, "contributor"),
+    "readiness_check": (302, "contributor"),
     "start_training": (302, "contributor"),
+    "request_promotion": (302, "contributor"),
     "cancel_job": (302, "contributor"),
     "approve": (302, "skill_owner"),
     "view_audit": (200, "platform_admin"),
@@ -31,7 +34,7 @@ def expected(role: str, action: str, team: str) -> int:
 
 
 @pytest.fixture
-def act(login, skill, hr_skill, base_version, open_request, good_file):
+def act(login, skill, hr_skill, base_version, open_request, make_candidate, good_file, fake_tasks):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from training.models import TrainingJob
@@ -44,6 +47,10 @@ def act(login, skill, hr_skill, base_version, open_request, good_file):
         if action == "upload":
             return client.post(reverse("upload"), {
                 "skill": target.pk, "file": SimpleUploadedFile("codes.jsonl", good_file)})
+        if action == "readiness_check":
+            return client.post(reverse("readiness_check", args=[target.demonstration_sets.first().pk]))
+        if action == "request_promotion":
+            return client.post(reverse("version_request_promotion", args=[make_candidate(target).pk]))
         if action == "start_training":
             return client.post(reverse("job_start", args=[target.pk]), {
                 "method": "sdft", "demonstration_set": target.demonstration_sets.first().pk})
@@ -104,3 +111,38 @@ def test_another_teams_version_is_not_found(login, make_candidate, hr_skill):
 
     assert login("alice").get(reverse("version_detail", args=[version.pk])).status_code == 404
     assert login("carol").get(reverse("version_detail", args=[version.pk])).status_code == 200
+
+
+def test_a_viewers_upload_is_refused_naming_the_role_and_not_kept(login, skill, good_file, var_dir):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = login("vera").post(reverse("upload"), {
+        "skill": skill.pk, "file": SimpleUploadedFile("codes.jsonl", good_file)})
+
+    assert response.status_code == 403
+    assert "needs the Contributor role" in response.content.decode()
+    assert list((var_dir / "uploads").iterdir()) == []
+
+
+def test_a_contributor_demoted_before_confirming_saves_nothing(login, people, skill, good_file):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from skills.models import DemonstrationSet
+    from teams.models import Membership, Role
+
+    alice = login("alice")
+    alice.post(reverse("upload"), {"skill": skill.pk, "file": SimpleUploadedFile("codes.jsonl", good_file)})
+    Membership.objects.filter(user=people["alice"], team=people["legal"]).update(role=Role.VIEWER)
+
+    response = alice.post(reverse("upload_confirm"), {"token": alice.session["pending_upload"]["token"]})
+
+    assert response.status_code == 403 and "needs the Contributor role" in response.content.decode()
+    assert DemonstrationSet.objects.filter(skill=skill).count() == 1
+
+
+def test_a_viewer_is_not_shown_the_retrain_form_of_a_blocked_candidate(login, skill, make_candidate):
+    blocked = make_candidate(skill, status="blocked")
+
+    response = login("vera").post(reverse("version_retrain", args=[blocked.pk]))
+
+    assert response.status_code == 403 and "needs the Contributor role" in response.content.decode()

@@ -9,7 +9,7 @@ from django.urls import reverse
 from evaluation.models import EvalRun
 from registry.models import GateResult
 from skills.models import EvalSuite
-from tests.conftest import skill_with_suite
+from tests.fixtures.skills import skill_with_cases
 from training.models import TrainingJob
 from workers.engine.contract.config import TrainConfig
 
@@ -20,7 +20,7 @@ POOL = "ab12cd34ef56" + "0" * 52
 def blocked(skill, people, make_candidate, base_version):
     """policy-codes' candidate, blocked: ticket-routing (in production) lost 30 points and the probes 40. Its
     SDFT job anchored at the default ratio."""
-    routing = skill_with_suite(people["legal"], slug="ticket-routing", name="Ticket routing", cases=20)
+    routing = skill_with_cases(people["legal"], slug="ticket-routing", name="Ticket routing", cases=20)
     version = make_candidate(skill, status="blocked")
     job = version.training_job
     job.config = TrainConfig(method="sdft", learning_rate=1e-3, max_steps=32, lora_r=8, num_loss_tokens_to_skip=0,

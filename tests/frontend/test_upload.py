@@ -144,7 +144,7 @@ def test_the_same_content_twice_is_recognised(login, skill, good_file):
 
 
 def test_an_explicit_eval_file_sets_the_split(login, skill, good_file):
-    from tests.frontend.conftest import jsonl
+    from tests.fixtures.skills import jsonl
 
     eval_rows = [{"prompt": f"Eval request {i}?", "demonstration": f"E-{i}", "reference": f"E-{i}"} for i in range(8)]
     alice = login("alice")
@@ -184,7 +184,7 @@ def test_a_viewer_cannot_queue_a_readiness_check(login, skill, fake_tasks):
 def test_an_eval_file_that_repeats_training_prompts_is_refused_naming_both_lines(login, skill, good_file, var_dir):
     import json
 
-    from tests.frontend.conftest import jsonl
+    from tests.fixtures.skills import jsonl
 
     train = [json.loads(line) for line in good_file.decode().splitlines() if line.strip()]
     eval_rows = [{"prompt": f"Eval request {i}?", "demonstration": f"E-{i}", "reference": f"E-{i}"} for i in range(8)]
@@ -201,3 +201,18 @@ def test_an_eval_file_that_repeats_training_prompts_is_refused_naming_both_lines
     assert problems[0].message == "line 3, field 'prompt': this prompt is also line 4 of the training file t.jsonl"
     assert "a case the model trained on does not measure the skill" in response.content.decode()
     assert DemonstrationSet.objects.filter(skill=skill).count() == 1 and uploads(var_dir) == []
+
+
+def test_the_preview_measures_rows_in_tokens_of_the_production_model(login, skill, good_file, var_dir, settings,
+                                                                       base_version,
+                                                                       tmp_path, tokenizer_dir):
+    # given production's base model has its tokenizer in the artifact store
+    settings.ACCRETE_ARTIFACTS = tmp_path / "artifacts"
+    base = settings.ACCRETE_ARTIFACTS / "base" / "tiny"
+    base.mkdir(parents=True)
+    (base / "tokenizer.json").write_bytes((tokenizer_dir / "tokenizer.json").read_bytes())
+    # when
+    preview = upload(login("alice"), skill, good_file)
+    # then lengths are counted by that tokenizer, not bounded in characters
+    assert preview.status_code == 200
+    assert "mean prompt tokens" in preview.content.decode()

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from registry.models import ModelVersion
 from registry.services.approvals import approval_decide, promotion_request_create
-from tests.pipeline.conftest import FAST_SFT, wait_for
+from tests.fixtures.workers import FAST_SFT, wait_for
 from training.models import JobEvent, TrainingJob
 from training.services import job_cancel_request, job_reap_stale, job_request
 from workers.pipeline import job_dirs

@@ -15,7 +15,8 @@ from registry.models import Approval, ModelVersion, PromotionRequest
 from registry.services.approvals import approval_decide, promotion_request_create
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote
-from tests.services.conftest import scores_grid, skill_with_cases
+from tests.fixtures.registry import scores_grid
+from tests.fixtures.skills import skill_with_cases
 
 
 @pytest.fixture

@@ -2,32 +2,35 @@
 
 import io
 
-from demo.management.commands.demo import Command
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError, OutputWrapper
+from django.core.management.color import no_style
+
+from demo.progress import Terminal
 from demo.report import write_report
+from demo.scenario import Step, outcome_lines, skill_add
+from demo.settings import DEMO
+from registry.reports import gate_table
 from registry.selectors import forgetting_matrix
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote
-from tests.services.conftest import scores_grid, scores_record, skill_with_cases
+from tests.fixtures.registry import scores_grid, scores_record
+from tests.fixtures.skills import skill_with_cases
+from training.models import TrainingJob
 
 
-def test_a_run_that_missed_the_promise_says_which_step_and_why(people, base_version, make_candidate, tmp_path):
-    codes = skill_with_cases(people["legal"], "policy-codes", tolerance=0.1)
-    tagging = skill_with_cases(people["legal"], "tagging")
+def test_a_run_that_missed_the_promise_says_which_step_and_why(blocked_lineage, make_candidate, tmp_path):
     # given: skill 1 by SDFT promoted; the SFT candidate blocked for breaking policy-codes; the SDFT candidate of
     # skill 2 also blocked (here: it did not gain)
-    sdft1 = make_candidate(codes, status="evaluating")
-    scores_grid((codes, tagging), {base_version: (0, 0), sdft1: (20, 0)})
-    assert gate_evaluate(candidate=sdft1).verdict == "pass"
-    version_promote(version=sdft1, actor=people["bob"])
-    sft = make_candidate(tagging, parent=sdft1, status="evaluating")
+    codes, tagging, sdft1, sft = blocked_lineage
     sdft2 = make_candidate(tagging, parent=sdft1, status="evaluating")
-    scores_grid((codes, tagging), {sft: (5, 20), sdft2: (20, 0)})
-    gate_evaluate(candidate=sft)
+    scores_grid((codes, tagging), {sdft2: (20, 0)})
     gate_evaluate(candidate=sdft2)
-    command = Command(stdout=io.StringIO())
     # when
-    lines = command.outcome([("Skill 1 by SDFT", "promoted", sdft1), ("Skill 2 by an aggressive SFT", "blocked", sft),
-                             ("Skill 2 by SDFT", "promoted", sdft2)])
+    lines = outcome_lines([Step("Skill 1 by SDFT", "promoted", sdft1),
+                           Step("Skill 2 by an aggressive SFT", "blocked", sft),
+                           Step("Skill 2 by SDFT", "promoted", sdft2)])
     # then
     assert lines[0] == f"Skill 1 by SDFT: v{sdft1.number} promoted — as promised."
     assert lines[1].startswith(f"Skill 2 by an aggressive SFT: v{sft.number} blocked (policy-codes dropped from 100% "
@@ -50,5 +53,35 @@ def test_a_run_that_showed_the_promise_adds_no_excuse(people, base_version, make
     scores_record(sdft1, codes, passing=20)
     gate_evaluate(candidate=sdft1)
     version_promote(version=sdft1, actor=people["bob"])
-    lines = Command(stdout=io.StringIO()).outcome([("Skill 1 by SDFT", "promoted", sdft1)])
+    lines = outcome_lines([Step("Skill 1 by SDFT", "promoted", sdft1)])
     assert lines == [f"Skill 1 by SDFT: v{sdft1.number} promoted — as promised."]
+
+
+def test_the_demo_without_the_model_file_says_to_run_make_model(db, tmp_path, monkeypatch):
+    missing = tmp_path / "smollm2.gguf"
+    monkeypatch.setattr("demo.seeding.default_gguf", lambda: missing)
+    out = io.StringIO()
+    # when
+    with pytest.raises(CommandError) as refused:
+        call_command("demo", "--no-worker", no_color=True, stdout=out)
+    # then
+    assert str(refused.value) == f"{missing} is missing: run `make model` (python manage.py fetch_model)."
+    assert out.getvalue().startswith("Accrete demo — one model, skill after skill, guarded by the gate")
+
+
+def test_a_rerun_shows_the_gate_of_the_job_trained_before_and_keeps_production(people, base_version, make_candidate):
+    codes = skill_with_cases(people["legal"], "policy-codes", tolerance=0.1)
+    tagging = skill_with_cases(people["legal"], "tagging")
+    sft = make_candidate(tagging, status="evaluating")
+    scores_grid((codes, tagging), {base_version: (20, 0), sft: (5, 20)})
+    gate_evaluate(candidate=sft)
+    out = io.StringIO()
+    term = Terminal(OutputWrapper(out), no_style())
+    # when the demo reaches the step whose job an earlier run finished
+    version = skill_add(term, tagging, "sdft", DEMO.sdft, people["alice"], people["bob"], step="2. Add tagging")
+    # then it trains nothing, prints the gate table and leaves production where it was
+    assert version == sft and TrainingJob.objects.count() == 1
+    printed = out.getvalue()
+    assert "trained before; showing its gate." in printed
+    assert gate_table(sft.gate) in printed
+    assert f"v{sft.number} is BLOCKED: production stays {base_version.label}." in printed

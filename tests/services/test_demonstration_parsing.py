@@ -7,6 +7,7 @@ import pytest
 
 from skills.parsing import (
     CHARS_PER_TOKEN,
+    RowIndex,
     UploadLimits,
     count_tokens_with,
     iter_rows,
@@ -330,3 +331,127 @@ def test_split_respects_the_min_and_max_eval_bounds():
     assert len(split_rows(HASHES[:10], seed=1)) == 5  # 20% of 10 is 2, raised to min_eval
     assert len(split_rows([f"{i}" for i in range(5000)], seed=1)) == 200  # 1000, capped at max_eval
     assert len(split_rows(HASHES[:4], seed=1)) == 3  # at least one row is left to train on
+
+
+# --- one read: what the steps after validation need comes out of the same pass -----------------------
+
+def _counting_reads(monkeypatch, path):
+    """Opens of `path` and bytes read from it, through whatever `open` parsing uses."""
+    import builtins
+
+    real_open, tally = builtins.open, {"opens": 0, "bytes": 0}
+
+    class Counted:
+        def __init__(self, handle):
+            self._handle = handle
+
+        def read(self, size=-1):
+            return self._count(self._handle.read(size))
+
+        def readline(self, size=-1):
+            return self._count(self._handle.readline(size))
+
+        def __iter__(self):
+            return iter(self.readline, b"")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._handle.close()
+
+        def _count(self, data):
+            tally["bytes"] += len(data)
+            return data
+
+    def counting_open(file, *args, **kwargs):
+        handle = real_open(file, *args, **kwargs)
+        if str(file) != str(path):
+            return handle
+        tally["opens"] += 1
+        return Counted(handle)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    return tally
+
+
+@pytest.mark.parametrize("rows", [12, 400], ids=["under 8 KiB", "past 8 KiB and 50 lines"])
+def test_validation_reads_every_byte_once(tmp_path, monkeypatch, rows):
+    path = _jsonl(tmp_path, _good_chat_rows(rows))
+    reads = _counting_reads(monkeypatch, path)
+
+    report = validate_upload(path, limits=LIMITS, count_tokens=None, index=RowIndex(prompts=True))
+
+    assert report.ok and report.row_count == rows
+    assert reads == {"opens": 1, "bytes": path.stat().st_size}
+
+
+def test_a_file_of_no_format_is_read_once_and_still_checksummed(tmp_path, monkeypatch):
+    import hashlib
+
+    path = tmp_path / "photo.jsonl"
+    path.write_bytes(b"\x89PNG\x00" + bytes(range(256)) * 100)
+    reads = _counting_reads(monkeypatch, path)
+
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+
+    assert not report.ok and report.content_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert reads == {"opens": 1, "bytes": path.stat().st_size}
+
+
+def test_a_line_cut_by_the_format_sniffing_is_parsed_whole(tmp_path):
+    # rows of ~300 bytes: the first 8 KiB ends inside a row, which must be read on, not split or lost
+    rows = [{"prompt": f"Request {i}: " + "x" * 250, "demonstration": f"answer {i}"} for i in range(60)]
+    path = _jsonl(tmp_path, rows)
+
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+
+    assert report.ok, _messages(report)
+    assert report.row_count == 60 and [r.line for r in iter_rows(path, "prompt_jsonl")] == list(range(1, 61))
+
+
+def test_the_row_index_holds_the_content_hashes_iter_rows_gives(tmp_path):
+    path = _jsonl(tmp_path, _good_chat_rows(40))
+    index = RowIndex()
+
+    validate_upload(path, limits=LIMITS, count_tokens=None, index=index)
+
+    hashes = [row.content_hash for row in iter_rows(path, "chat_jsonl")]
+    assert len(index) == 40 and list(index.content_hashes()) == hashes
+    assert split_rows(index.content_hashes(), seed=11) == split_rows(hashes, seed=11)
+
+
+def test_iter_rows_checksums_the_bytes_it_reads(tmp_path):
+    import hashlib
+
+    path = _jsonl(tmp_path, _good_chat_rows(15))
+    sha = hashlib.sha256()
+
+    rows = list(iter_rows(path, "chat_jsonl", sha=sha))
+
+    assert len(rows) == 15 and sha.hexdigest() == validate_upload(path, limits=LIMITS, count_tokens=None).content_sha256
+
+
+def test_an_eval_row_repeating_a_training_prompt_names_both_lines(tmp_path):
+    training = RowIndex(prompts=True)
+    validate_upload(_jsonl(tmp_path, _good_chat_rows(12), "train.jsonl"), limits=LIMITS, count_tokens=None,
+                    index=training)
+    eval_rows = [_chat(f"Eval question {i}?", f"E{i}") for i in range(10)]
+    eval_rows[6] = _chat("  WHAT is 4 +   4?", "eight")  # training line 5, in other case and spacing
+
+    report = validate_upload(_jsonl(tmp_path, eval_rows, "eval.jsonl"), limits=UploadLimits(min_rows=5),
+                             count_tokens=None, training=training, training_name="train.jsonl")
+
+    assert not report.ok and report.usable_row_count == 9
+    [problem] = report.problems
+    assert (problem.line, problem.field) == (7, "prompt")
+    assert problem.message == "line 7, field 'prompt': this prompt is also line 5 of the training file train.jsonl"
+
+
+def test_split_draws_what_a_full_sort_would():
+    import hashlib
+
+    hashes = [f"{i:064x}" for i in range(1000)]
+    by_key = sorted(range(1000), key=lambda i: (hashlib.sha256(f"5:{hashes[i]}".encode()).digest(), hashes[i]))
+
+    assert split_rows(hashes, seed=5) == set(by_key[:200])

@@ -13,7 +13,9 @@ from registry.errors import GateNotReady
 from registry.models import GateResult, ModelVersion
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote
-from tests.services.conftest import ECHO_PROMPTS, probe_suite, scores_grid, scores_record, skill_with_cases
+from tests.fixtures.gate import ECHO_PROMPTS
+from tests.fixtures.registry import probe_suite, scores_grid, scores_record
+from tests.fixtures.skills import skill_with_cases
 
 # --- synthetic scores -------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ import json
 import pytest
 from django.core.management import call_command
 
-from registry.models import Approval, ModelVersion
+from registry.models import Approval, GateResult, ModelVersion
+from registry.reports import gate_table
 
 
 def _gate(*args) -> tuple[int, str]:
@@ -38,6 +39,8 @@ def test_gate_shows_an_existing_verdict_with_the_same_exit_code(gate_lineage, mo
     monkeypatch.setattr("workers.pipeline.run_candidate_gate", lambda version_id: pytest.fail("gated twice"))
     code, out = _gate(str(gate_lineage.damaged.number))
     assert code == 1 and "BLOCK" in out
+    # the one plain-text gate table, which the demo prints too
+    assert out == gate_table(GateResult.objects.get(candidate=gate_lineage.damaged)) + "\n"
 
 
 def test_gate_json_prints_the_verdict_rows_and_flipped_cases(gate_lineage, gate_models):

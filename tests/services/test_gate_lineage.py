@@ -8,10 +8,11 @@ import json
 import pytest
 from django.core.management import call_command
 
-from ops.management.commands.gate import gate_table
+from registry.reports import gate_table
 from registry.services.gates import gate_evaluate
 from registry.services.versions import version_promote
-from tests.services.conftest import probe_suite, scores_grid, skill_with_cases
+from tests.fixtures.registry import probe_suite, scores_grid
+from tests.fixtures.skills import skill_with_cases
 
 
 def promoted(version, people):

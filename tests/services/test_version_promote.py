@@ -8,7 +8,7 @@ from registry.errors import SelfApprovalError, TransitionError
 from registry.models import Approval, ModelVersion, PromotionRequest
 from registry.services.approvals import approval_decide, promotion_request_create
 from registry.services.versions import version_promote, version_rollback, version_transition
-from tests.conftest import ON_POSTGRES
+from tests.fixtures.backends import ON_POSTGRES
 
 
 def test_an_approved_candidate_becomes_the_only_production_version(skill, make_candidate, base_version, people):

@@ -123,22 +123,14 @@ def train(
     work_dir.mkdir(parents=True, exist_ok=True)
     resume_from = last_checkpoint(work_dir)
     common = _training_arguments(config, work_dir, device, dtype, total_steps)
+    shared = {"model": model, "tokenizer": tokenizer, "rows": rows, "config": config, "common_args": common,
+              "anchors": anchors}
     if config.method == "sdft":
         trainer = AccreteSDFTTrainer.build(
-            model=model,
-            tokenizer=tokenizer,
-            rows=rows,
-            config=config,
-            common_args=common,
-            max_prompt_length=prompt_limit,
-            max_completion_length=completion_limit,
-            resume_from=resume_from,
-            anchors=anchors,
-            anchor_completion_length=config.anchor_max_new_tokens,
-        )
+            **shared, max_prompt_length=prompt_limit, max_completion_length=completion_limit,
+            resume_from=resume_from, anchor_completion_length=config.anchor_max_new_tokens)
     else:
-        trainer = AccreteSFTTrainer.build(model=model, tokenizer=tokenizer, rows=rows, config=config, common_args=common,
-                                          anchors=anchors)
+        trainer = AccreteSFTTrainer.build(**shared)
 
     trainer.remove_callback(PrinterCallback)  # progress goes to the observer, not stdout
     reporter = _ProgressReporter(observer, total_steps, device, lambda: trainer.tokens_seen)

@@ -14,6 +14,10 @@ S = ModelVersion.Status
 
 
 def promotion_request_create(*, version: ModelVersion, actor, comment: str = "") -> PromotionRequest:
+    """A contributor of the skill's team puts a candidate that passed the gate up for approval."""
+    if version.skill_id is None:
+        raise TransitionError(f"v{version.number} is a base version: it is not promoted through approvals.")
+    require_role(actor, version.skill.team, Role.CONTRIBUTOR, action=f"ask for the promotion of v{version.number}")
     if version.status != S.AWAITING_APPROVAL:
         raise TransitionError(
             f"v{version.number} is {S(version.status).label.lower()}: only a candidate that passed the gate "

@@ -17,13 +17,14 @@ Pure Python: the web process imports this module, so it must not import torch, t
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from workers.engine.contract.jsonl import object_lines
 
 ANCHORS_PATH = Path(__file__).with_name("anchors.jsonl")
 ANCHOR_CATEGORIES = (
@@ -70,20 +71,8 @@ def load_anchor_pool(path: Path = ANCHORS_PATH) -> AnchorPool:
     categories: list[str] = []
     id_lines: dict[str, int] = {}
     prompt_lines: dict[str, int] = {}
-    for line_number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {line_number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); write one object per line, "
-                'like {"id": "questions-001", "category": "questions", "prompt": "..."}'
-            ) from exc
-        if not isinstance(row, dict) or set(row) != set(_FIELDS):
-            keys = sorted(row) if isinstance(row, dict) else type(row).__name__
-            raise ValueError(f"{where}: expected exactly the keys {list(_FIELDS)}, got {keys}; add or remove keys")
+    example = '{"id": "questions-001", "category": "questions", "prompt": "..."}'
+    for line_number, where, row in object_lines(text, path=path, fields=_FIELDS, example=example):
         for name in _FIELDS:
             if not isinstance(row[name], str) or not row[name].strip():
                 raise ValueError(f"{where}: {name!r} must be a non-empty string; fill it in or delete the line")

@@ -8,10 +8,10 @@ ones (contains, numeric) so that a chattier but still correct model is not punis
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workers.engine.contract.jsonl import object_lines
 from workers.engine.contract.scoring import validate_options
 
 PROBES_PATH = Path(__file__).with_name("probes.jsonl")
@@ -40,31 +40,20 @@ def load_probes(path: Path = PROBES_PATH) -> list[Probe]:
     """Read and check the probe file; a broken line raises ValueError naming the file and line."""
     probes: list[Probe] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {line_number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            if not isinstance(row, dict) or set(row) != set(_FIELDS):
-                keys = sorted(row) if isinstance(row, dict) else type(row).__name__
-                raise ValueError(f"{where}: expected exactly the keys {list(_FIELDS)}, got {keys}")
-            for name in _FIELDS[:5]:
-                if not isinstance(row[name], str) or not row[name].strip():
-                    raise ValueError(f"{where}: {name!r} must be a non-empty string")
-            if row["category"] not in PROBE_CATEGORIES:
-                raise ValueError(f"{where}: category {row['category']!r} is not one of {PROBE_CATEGORIES}")
-            if row["id"] in seen:
-                raise ValueError(f"{where}: id {row['id']!r} repeats line {seen[row['id']]}")
-            try:
-                validate_options(row["scorer"], row["options"])
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from exc
-            seen[row["id"]] = line_number
-            probes.append(Probe(**row))
+    for line_number, where, row in object_lines(Path(path).read_text(encoding="utf-8"), path=path, fields=_FIELDS):
+        for name in _FIELDS[:5]:
+            if not isinstance(row[name], str) or not row[name].strip():
+                raise ValueError(f"{where}: {name!r} must be a non-empty string")
+        if row["category"] not in PROBE_CATEGORIES:
+            raise ValueError(f"{where}: category {row['category']!r} is not one of {PROBE_CATEGORIES}")
+        if row["id"] in seen:
+            raise ValueError(f"{where}: id {row['id']!r} repeats line {seen[row['id']]}")
+        try:
+            validate_options(row["scorer"], row["options"])
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+        seen[row["id"]] = line_number
+        probes.append(Probe(**row))
     if not probes:
         raise ValueError(f"{path}: no probes")
     return probes

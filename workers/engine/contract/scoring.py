@@ -98,23 +98,7 @@ def validate_options(kind: str, options: dict | None) -> None:
 def score(kind: str, output: str, reference: str, options: dict | None = None) -> CaseScore:
     validate_options(kind, options)
     options = options or {}
-    if kind == "exact":
-        return _score_exact(output, reference, options)
-    if kind == "contains":
-        return _score_contains(output, reference, options)
-    if kind == "regex":
-        return _score_regex(output, reference, options)
-    if kind == "json_fields":
-        return _score_json_fields(output, reference, options)
-    if kind == "multiple_choice":
-        return _score_multiple_choice(output, reference, options)
-    if kind == "numeric":
-        return _score_numeric(output, reference, options)
-    if kind == "tool_call":
-        return _score_tool_call(output, reference, options)
-    if kind == "token_f1":
-        return _score_token_f1(output, reference, options)
-    return _score_rouge_l(output, reference, options)
+    return _SCORERS[kind](output, reference, options)
 
 
 def _normalise(text: str, case_sensitive: bool = False) -> str:
@@ -278,19 +262,24 @@ def _tokens(text: str, drop_articles: bool) -> list[str]:
     return [w for w in words if w not in ("a", "an", "the")] if drop_articles else words
 
 
-def _score_token_f1(output: str, reference: str, options: dict) -> CaseScore:
-    # SQuAD's normalisation: lower case, no punctuation, no articles
-    got, want = _tokens(output, True), _tokens(reference, True)
+def _f_measure(name: str, overlap, got: list[str], want: list[str], output: str, options: dict) -> CaseScore:
+    """F-measure of `overlap(got, want)` (how many tokens the two share) against options.threshold."""
     if not got or not want:
         value = float(got == want)
     else:
-        common = sum((Counter(got) & Counter(want)).values())
-        precision, recall = common / len(got), common / len(want)
-        value = 0.0 if common == 0 else 2 * precision * recall / (precision + recall)
+        shared = overlap(got, want)
+        precision, recall = shared / len(got), shared / len(want)
+        value = 0.0 if shared == 0 else 2 * precision * recall / (precision + recall)
     threshold = options.get("threshold", 0.5)
     passed = value >= threshold
-    detail = f"token F1 {value:.2f} " + (">=" if passed else "<") + f" threshold {threshold:.2f}"
+    detail = f"{name} {value:.2f} " + (">=" if passed else "<") + f" threshold {threshold:.2f}"
     return CaseScore(passed, value, output.strip(), detail)
+
+
+def _score_token_f1(output: str, reference: str, options: dict) -> CaseScore:
+    # SQuAD's normalisation: lower case, no punctuation, no articles
+    return _f_measure("token F1", lambda got, want: sum((Counter(got) & Counter(want)).values()),
+                      _tokens(output, True), _tokens(reference, True), output, options)
 
 
 def _lcs_length(a: list[str], b: list[str]) -> int:
@@ -306,14 +295,11 @@ def _lcs_length(a: list[str], b: list[str]) -> int:
 
 
 def _score_rouge_l(output: str, reference: str, options: dict) -> CaseScore:
-    got, want = _tokens(output, False), _tokens(reference, False)
-    if not got or not want:
-        value = float(got == want)
-    else:
-        lcs = _lcs_length(got, want)
-        precision, recall = lcs / len(got), lcs / len(want)
-        value = 0.0 if lcs == 0 else 2 * precision * recall / (precision + recall)
-    threshold = options.get("threshold", 0.5)
-    passed = value >= threshold
-    detail = f"ROUGE-L {value:.2f} " + (">=" if passed else "<") + f" threshold {threshold:.2f}"
-    return CaseScore(passed, value, output.strip(), detail)
+    return _f_measure("ROUGE-L", _lcs_length, _tokens(output, False), _tokens(reference, False), output, options)
+
+
+_SCORERS = {
+    "exact": _score_exact, "contains": _score_contains, "regex": _score_regex, "json_fields": _score_json_fields,
+    "multiple_choice": _score_multiple_choice, "numeric": _score_numeric, "tool_call": _score_tool_call,
+    "token_f1": _score_token_f1, "rouge_l": _score_rouge_l,
+}
