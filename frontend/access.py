@@ -2,7 +2,9 @@
 
 Objects of a team the user is not in answer 404 (their existence is not disclosed). Roles are checked
 once, by the service that acts (it raises RoleRequired, naming the role it needs); `page` turns that
-into a 403 page. `can` only decides which buttons to show. Base versions belong to everyone."""
+into a 403 page. `can` only decides which buttons to show. The production lineage (base versions and
+every version that was production) belongs to everyone in a team; a user in no team gets the "not in a
+team yet" page instead of any version."""
 
 from functools import wraps
 
@@ -15,11 +17,15 @@ from registry.models import ModelVersion, PromotionRequest
 from registry.selectors import versions_visible_to
 from skills.models import DemonstrationSet, Skill
 from teams.models import Role, Team
-from teams.permissions import RoleRequired, has_role, is_platform_admin, role_in
+from teams.permissions import RoleRequired, case_access, has_role, is_platform_admin, role_in
 from teams.selectors import teams_of
 from training.models import TrainingJob
 
 SESSION_TEAM = "team_id"
+
+
+class NotInATeam(Exception):
+    """The user belongs to no team: there is nothing of the platform they may see yet."""
 
 
 def current_team(request) -> Team | None:
@@ -60,6 +66,8 @@ def job_or_404(request, pk) -> TrainingJob:
 
 
 def version_or_404(request, pk) -> ModelVersion:
+    if not case_access(request.user).in_a_team:
+        raise NotInATeam
     return get_object_or_404(versions_visible_to(request.user).select_related(
         "skill__team", "base_model", "training_job", "promoted_by"), pk=pk)
 
@@ -77,6 +85,8 @@ def attach_nav(request) -> None:
     request.team = current_team(request)
     request.teams = teams_of(request.user).order_by("name")
     request.is_admin = is_platform_admin(request.user)
+    # The team-privacy rule's empty state: a user in no team (and no platform admin) sees nothing yet.
+    request.in_a_team = request.is_admin or request.teams.exists()
     request.role_label = role_label(request.user, request.team)
 
 
@@ -97,6 +107,8 @@ def page(view):
             return refused(request, "Four-eyes rule", str(exc), 403)
         except TransitionError as exc:
             return refused(request, "Refused", str(exc), 409)
+        except NotInATeam:
+            return render(request, "frontend/no_team.html", status=403)
         except Http404:
             return refused(request, "Not found", "There is nothing here — or it belongs to a team you are not "
                            "a member of.", 404)

@@ -5,18 +5,35 @@ import json
 from django import forms
 
 from skills.models import Skill
+from skills.parsing import JSONRefused, load_json
 from training.models import TrainingJob
 from workers.engine.contract.config import MAX_ANCHOR_RATIO
 from workers.engine.contract.scoring import SCORER_KINDS
 
 
+def _scorer_options(raw: str) -> dict:
+    """The scorer options field: a JSON object, read by the uploads' strict reader (no NaN, no 5,000-digit
+    numbers, no thousands of nested brackets, no lone surrogates)."""
+    raw = raw.strip()
+    if not raw:
+        return {}
+    try:
+        value = load_json(raw)
+    except JSONRefused as exc:
+        raise forms.ValidationError(f"Not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise forms.ValidationError("Scorer options must be a JSON object, e.g. {\"case_sensitive\": false}.")
+    return value
+
+
 class SkillCreateForm(forms.Form):
     slug = forms.SlugField(max_length=60, help_text="Short id used in version labels, e.g. policy-codes.")
     name = forms.CharField(max_length=120)
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000)
     scorer = forms.ChoiceField(choices=[(kind, f"{kind} — {text}") for kind, text in SCORER_KINDS])
     scorer_options = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2, "placeholder": '{"case_sensitive": false}'}),
+        required=False, max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": '{"case_sensitive": false}'}),
         help_text="Optional JSON object, e.g. {\"fields\": [\"queue\"]} for json_fields.")
     teacher_style = forms.ChoiceField(choices=Skill.TeacherStyle.choices, initial=Skill.TeacherStyle.INLINE)
     tolerance = forms.FloatField(min_value=0, max_value=1, initial=0.0,
@@ -26,19 +43,42 @@ class SkillCreateForm(forms.Form):
     max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=64)
 
     def clean_scorer_options(self):
-        raw = self.cleaned_data["scorer_options"].strip()
-        if not raw:
-            return {}
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON ({exc.msg} at column {exc.colno}).") from None
-        if not isinstance(value, dict):
-            raise forms.ValidationError("Scorer options must be a JSON object, e.g. {\"case_sensitive\": false}.")
-        return value
+        return _scorer_options(self.cleaned_data["scorer_options"])
+
+
+class SkillEditForm(forms.Form):
+    """A skill's description and gate rules. What tightens the rules applies at once; what could loosen them
+    (a larger tolerance, a smaller minimum gain, another scorer) waits for another skill owner."""
+
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000)
+    scorer = forms.ChoiceField(choices=[(kind, f"{kind} — {text}") for kind, text in SCORER_KINDS])
+    scorer_options = forms.CharField(
+        required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="A JSON object; empty for the scorer's defaults.")
+    tolerance = forms.FloatField(min_value=0, max_value=1,
+                                 help_text="Largest score drop (0..1) the gate accepts on this skill. A larger "
+                                           "value waits for another skill owner's approval.")
+    min_gain = forms.FloatField(min_value=0, max_value=1,
+                                help_text="Least improvement (0..1) a candidate adding this skill must show. A "
+                                          "smaller value waits for another skill owner's approval.")
+    comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),
+                              label="Why", help_text="Shown to the skill owner who approves a loosening.")
+
+    @classmethod
+    def initial_for(cls, skill: Skill) -> dict:
+        return {"description": skill.description, "scorer": skill.scorer, "tolerance": skill.tolerance,
+                "min_gain": skill.min_gain,
+                "scorer_options": json.dumps(skill.scorer_options, ensure_ascii=False) if skill.scorer_options else ""}
+
+    def clean_scorer_options(self):
+        return _scorer_options(self.cleaned_data["scorer_options"])
 
 
 class UploadForm(forms.Form):
+    """The skill list offers `skills` only — the user's current team's (views_upload passes
+    skills_of_team(request.team)); without them it offers none, never every team's. Any skill id is
+    accepted on submit: the view scopes it (404 outside the user's teams, not "invalid choice")."""
+
     skill = forms.ModelChoiceField(queryset=Skill.objects.none(), empty_label=None)
     file = forms.FileField(help_text="JSONL or CSV: prompt, demonstration and (optionally) reference per row.")
     eval_file = forms.FileField(required=False,
@@ -46,8 +86,11 @@ class UploadForm(forms.Form):
 
     def __init__(self, *args, skills=None, **kwargs):
         super().__init__(*args, **kwargs)
-        # Any skill id is accepted here; the view scopes it (404 outside the user's teams).
-        self.fields["skill"].queryset = skills if skills is not None else Skill.objects.all()
+        field = self.fields["skill"]
+        field.queryset = Skill.objects.all()  # what a submitted id is looked up in
+        offered = forms.ModelChoiceField(queryset=skills if skills is not None else Skill.objects.none(),
+                                         empty_label=None)
+        field.widget.choices = offered.choices  # what the page lists
 
 
 class TrainForm(forms.Form):

@@ -17,8 +17,10 @@ def audit_log(request):
         raise RoleRequired("The audit log is for platform admins: your account does not have that role.")
     form = AuditFilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
-    events = audit_events(action=filters.get("action") or "", team_id=filters.get("team"),
-                          actor=filters.get("actor") or "")
+    team_id = filters.get("team")
+    if team_id is not None and not 0 < team_id < 2**63:  # a 40-digit id is no team (and no database error)
+        team_id = None
+    events = audit_events(action=filters.get("action") or "", team_id=team_id, actor=filters.get("actor") or "")
     paginator = Paginator(events, PER_PAGE)
     page_obj = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()

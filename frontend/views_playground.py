@@ -1,4 +1,6 @@
-"""The playground: one prompt to one or two versions, answered by an eval worker."""
+"""The playground: one prompt to one or two versions, answered by an eval worker. Only versions the user
+may see are offered (registry.selectors.versions_visible_to): the production lineage and their teams'
+candidates."""
 
 from django.shortcuts import render
 
@@ -29,6 +31,9 @@ def _generate(version, messages, max_new_tokens) -> dict:
 
 @page
 def playground(request):
+    if not request.in_a_team:  # the team-privacy rule: a user in no team is offered no version
+        return render(request, "frontend/no_team.html", status=403)
+    # The shared lineage and this user's teams' candidates; a version id from elsewhere is not a choice.
     versions = versions_visible_to(request.user).exclude(artifact_path="").order_by("-number")
     form = PlaygroundForm(request.POST or None, versions=versions, production=production_version())
     answers = []

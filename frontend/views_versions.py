@@ -10,13 +10,14 @@ from frontend.access import can, page, version_or_404
 from frontend.forms import TrainForm
 from registry.models import ModelVersion
 from registry.selectors import (
-    forgetting_matrix,
+    forgetting_matrix_for,
     lineage,
     production_version,
     version_page,
     versions_visible_to,
 )
 from registry.services.approvals import promotion_request_create
+from registry.services.gates import gate_rerun
 from registry.services.remedies import remedy_of_gate
 from skills.selectors import demonstration_sets_of
 from teams.models import Role
@@ -37,7 +38,19 @@ def version_detail(request, pk):
     context = version_page(version, request.user)
     team = version.skill.team if version.skill_id else None
     context["can_contribute"] = team is not None and can(request, Role.CONTRIBUTOR, team)
+    context["can_rerun_gate"] = (version.status == ModelVersion.Status.FAILED and team is not None
+                                 and can(request, Role.SKILL_OWNER, team))
     return render(request, "frontend/version_detail.html", context)
+
+
+@page
+@require_POST
+def version_rerun_gate(request, pk):
+    """A skill owner re-runs the gate of a version whose gate failed (the service checks role and state)."""
+    version = version_or_404(request, pk)
+    gate_rerun(version=version, actor=request.user)
+    messages.success(request, f"The gate of {version} is running again; this page shows its verdict when it is done.")
+    return redirect("version_detail", pk=version.pk)
 
 
 @page
@@ -92,9 +105,7 @@ def version_request_promotion(request, pk):
 
 
 def _matrix_for(user) -> dict:
-    versions = list(versions_visible_to(user).exclude(status=ModelVersion.Status.FAILED).select_related(
-        "training_job").order_by("number"))
-    return forgetting_matrix(versions)
+    return forgetting_matrix_for(user)
 
 
 @page

@@ -2,12 +2,19 @@
 
 Each reader yields (line, record) and reports what is wrong with a row to a ProblemList, naming
 the line, the field and a fix, so that one pass over an upload finds every problem.
+
+Uploads come from outside, so every row's JSON goes through `load_json`: Python's json accepts things
+that crash later (thousands of nested brackets: RecursionError; a 5,000-digit integer: ValueError; a lone
+surrogate "\\ud800": UnicodeEncodeError when the row is hashed or saved) or that the database refuses
+(NaN, Infinity, a NUL character). Each of those is a refusal naming the line, not a traceback.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,6 +22,15 @@ FORMATS = ("chat_jsonl", "prompt_jsonl", "csv")
 ROLES = ("system", "user", "assistant")
 MAX_PROBLEMS = 200
 _SNIFF_LINES = 50
+
+# A chat row is 3 levels deep (row, messages, message); the rest is for metadata.
+MAX_JSON_DEPTH = 32
+# Digits of one JSON number. PostgreSQL's jsonb takes more; no honest metadata needs them, and Python refuses
+# to convert integers past 4,300 digits at all.
+MAX_NUMBER_DIGITS = 100
+# A row's texts are bounded by the token limits (a few thousand characters each); a line this long is a file
+# without line breaks, and parsing it whole would cost seconds for nothing.
+MAX_LINE_CHARS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,111 @@ class ProblemList:
             self.kept.append(problem)
         else:
             self.omitted += 1
+
+
+class JSONRefused(ValueError):
+    """JSON that cannot be read, or that would crash later or not be stored; `field` is where in the value
+    (e.g. "metadata.tags[2]") when that is known."""
+
+    def __init__(self, message: str, fix: str, field: str | None = None, *, malformed: bool = False):
+        super().__init__(message)
+        self.message, self.fix, self.field, self.malformed = message, fix, field, malformed
+
+    def within(self, parent: str) -> str:
+        """The field as a path inside `parent` (e.g. "metadata.tags[2]")."""
+        if not self.field:
+            return parent
+        return f"{parent}{self.field}" if self.field.startswith("[") else f"{parent}.{self.field}"
+
+    def __str__(self) -> str:
+        return f"{f'at {self.field}: ' if self.field else ''}{self.message} — {self.fix}"
+
+
+def load_json(text: str | bytes):
+    """`json.loads` for text from outside: raises JSONRefused (a ValueError) for malformed JSON and for what
+    Python's json accepts but nothing after it can use — nesting past MAX_JSON_DEPTH, numbers past
+    MAX_NUMBER_DIGITS digits or past a float's range, NaN and Infinity, lone surrogates, NUL characters."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    try:
+        value = _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise JSONRefused(f"malformed JSON at column {exc.colno}: {exc.msg}",
+                          "fix the JSON (strings in double quotes, no trailing commas)", malformed=True) from None
+    except RecursionError:  # the C scanner stops at Python's recursion limit (~1,000 levels)
+        raise _too_deep() from None
+    # Only an escape makes a lone surrogate or a NUL out of valid UTF-8, and only many brackets nest deep:
+    # the common row skips the walk.
+    escaped = "\\ud" in text or "\\uD" in text or "\\u0000" in text
+    if escaped or text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        _check_values(value)
+    return value
+
+
+def _too_deep() -> JSONRefused:
+    return JSONRefused(f"nested more than {MAX_JSON_DEPTH} levels deep",
+                       "flatten it: a row is an object of strings, and its metadata a few levels deep at most")
+
+
+def _json_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_NUMBER_DIGITS:
+        raise JSONRefused(f"a number with {digits:,} digits; at most {MAX_NUMBER_DIGITS} are allowed",
+                          "write a long identifier as a string, in double quotes")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or len(text) > 2 * MAX_NUMBER_DIGITS:
+        raise JSONRefused(f"the number {text[:24]}{'…' if len(text) > 24 else ''} is out of range",
+                          "use a number between -1e308 and 1e308, or write it as a string")
+    return value
+
+
+def _json_constant(name: str):
+    raise JSONRefused(f"{name} is not a JSON value (JSON has no NaN or Infinity; Python's json writes them)",
+                      "write null, or the value as a string")
+
+
+# made once: json.loads with hooks would build a decoder a call
+_DECODER = json.JSONDecoder(parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_values(value) -> None:
+    """Depth, and strings a database cannot store (NUL) or encode (a lone surrogate), keys included."""
+    stack = [(value, "", 1)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, dict | list) and depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                path = f"{where}.{_label(key)}" if where else _label(key)
+                _check_text(key, path)
+                stack.append((sub, path, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{where}[{i}]", depth + 1) for i, sub in enumerate(item))
+        elif isinstance(item, str):
+            _check_text(item, where)
+
+
+def _check_text(text: str, where: str) -> None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return
+    if found.group() == "\x00":
+        raise JSONRefused("a NUL character (\\u0000), which cannot be stored", "remove it", where or None)
+    raise JSONRefused(f"half of a surrogate pair (\\u{ord(found.group()):04x}), which is not a character",
+                      "write the character itself (saved as UTF-8), or both halves of its pair", where or None)
+
+
+def _label(key: str) -> str:
+    """A key as a field path part, safe to show: escaped (json.dumps) unless it is a plain name; at most 40
+    characters."""
+    shown = key if key.isidentifier() and key.isascii() else json.dumps(key)
+    return shown if len(shown) <= 40 else shown[:39] + "…"
 
 
 def detect_format(handle, problems: ProblemList) -> tuple[str | None, list[bytes]]:
@@ -99,7 +220,7 @@ def _format_of(sniffed: list[bytes], problems: ProblemList) -> str | None:
         return "csv"
     for raw in sniffed:
         try:
-            obj = json.loads(raw)
+            obj = load_json(raw)
         except ValueError:
             continue
         if isinstance(obj, dict) and "messages" in obj:
@@ -126,6 +247,12 @@ def _text_lines(raw_lines: Iterator[bytes], sha, problems: ProblemList, bad: lis
             )
             text = raw.decode("utf-8", errors="replace")
             bad[0] = True
+        else:
+            nul = text.find("\x00")
+            if nul >= 0:  # valid UTF-8, and CSV reads it, but no database stores it
+                problems.add(number, None, f"a NUL character (byte 0x00) at byte offset {offset + len(text[:nul].encode())}",
+                             "remove it: a text file has no NUL characters (was a binary file pasted in?)")
+                bad[0] = True
         if number == 1:
             text = text.removeprefix("\ufeff")
         offset += len(raw)
@@ -158,11 +285,18 @@ def read_records(raw_lines: Iterator[bytes], fmt: str, sha, problems: ProblemLis
         if fmt == "csv":
             yield line, item if item is None else _prompt_record(item, line, problems)
             continue
+        length = len(item) if len(item) <= MAX_LINE_CHARS else len(item.rstrip("\r\n"))
+        if length > MAX_LINE_CHARS:
+            problems.add(line, None, f"the line is {length:,} characters long; the limit is {MAX_LINE_CHARS:,}",
+                         "write one example per line: a row's texts are a few thousand characters at most")
+            yield line, None
+            continue
         try:
-            obj = json.loads(item.rstrip())  # the newline would put JSON errors on a phantom line 2
-        except json.JSONDecodeError as exc:
-            problems.add(line, None, f"malformed JSON at column {exc.colno}: {exc.msg}",
-                         "fix the JSON on this line (one complete object per line, strings in double quotes)")
+            obj = load_json(item.rstrip())  # the newline would put JSON errors on a phantom line 2
+        except JSONRefused as exc:
+            problems.add(line, exc.field, exc.message,
+                         "fix the JSON on this line (one complete object per line, strings in double quotes)"
+                         if exc.malformed else exc.fix)
             yield line, None
             continue
         if not isinstance(obj, dict):
@@ -203,9 +337,10 @@ def _optional_fields(obj: dict, line: int, problems: ProblemList) -> tuple[str |
         metadata = {}
     elif isinstance(metadata, str):  # CSV carries metadata as a JSON string
         try:
-            metadata = json.loads(metadata)
-        except ValueError as exc:
-            problems.add(line, "metadata", f"is not valid JSON ({exc})", 'write it as a JSON object, e.g. {"source": "faq"}')
+            metadata = load_json(metadata)
+        except JSONRefused as exc:
+            problems.add(line, exc.within("metadata"), f"is not usable JSON ({exc.message})",
+                         'write it as a JSON object, e.g. {"source": "faq"}' if exc.malformed else exc.fix)
             return None
     if not isinstance(metadata, dict):
         problems.add(line, "metadata", f"must be a JSON object, got a JSON {_json_type(metadata)}",

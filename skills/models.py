@@ -1,8 +1,9 @@
-"""Skills, their immutable demonstration sets and the frozen eval suites that gates score."""
+"""Skills, the changes to their gate rules waiting for a second pair of eyes, their immutable demonstration
+sets and the frozen eval suites that gates score."""
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class Skill(models.Model):
@@ -39,6 +40,43 @@ class Skill(models.Model):
         return self.name
 
 
+class SkillChange(models.Model):
+    """An edit of a skill's gate rules that could let more through — a larger tolerance, a smaller minimum
+    gain, another scorer — waiting for a second skill owner. Edits that tighten apply at once and leave only
+    an audit event; this row is the four-eyes step of the others."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    skill = models.ForeignKey(Skill, on_delete=models.CASCADE, related_name="changes")
+    # {"tolerance": {"before": 0.05, "after": 0.1}, ...}: approving applies "after" if the skill still has "before"
+    fields = models.JSONField()
+    comment = models.TextField(blank=True, help_text="Why the requester wants it.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["skill"], condition=Q(status="pending"), name="one_pending_change_per_skill"),
+            # the database itself refuses a change approved by the person who asked for it
+            models.CheckConstraint(condition=~Q(status="approved") | ~Q(decided_by=F("requested_by")),
+                                   name="skill_change_approved_by_another"),
+            models.CheckConstraint(condition=Q(status="pending") | Q(decided_by__isnull=False),
+                                   name="a_decided_skill_change_names_its_decider"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.skill.slug}: {', '.join(self.fields)} ({self.status})"
+
+
 class DemonstrationSet(models.Model):
     """One upload of a skill's demonstrations. Immutable once created."""
 
@@ -56,6 +94,9 @@ class DemonstrationSet(models.Model):
     readiness = models.JSONField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The browser's pending-upload token this set was saved from: confirming it again (a double click, a
+    # resent form) finds this set instead of failing. Null for the CLI's uploads (unique allows many nulls).
+    upload_token = models.CharField(max_length=32, null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["skill", "-version"]

@@ -8,6 +8,10 @@ held-out split is drawn from; the prompts an eval file must not repeat), so noth
 to decide anything. Saving streams the rows once more through `iter_rows`, feeding a checksum, so that a
 file changed since it was validated is refused rather than saved.
 
+Hostile content is a problem like any other: every row's JSON goes through `load_json` (nesting, digits,
+NaN, lone surrogates, NUL: see demonstration_formats), lines are bounded, and the file's name is checked
+before a byte is read, since it is shown to people and stored.
+
 Memory is bounded: rows are parsed one at a time, and duplicate detection keeps ~16-32 bytes a
 row (64-bit hashes in flat arrays); a RowIndex adds 32 bytes a row (a sha256 digest), and ~16-32 more
 when it keeps prompts. A 200,000-row upload costs under 20 MB whatever its rows' size.
@@ -20,23 +24,37 @@ import heapq
 import itertools
 import json
 import os
+import re
 import string
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from skills.demonstration_formats import FORMATS, Problem, ProblemList, detect_format, read_records
+from skills.demonstration_formats import (
+    FORMATS,
+    JSONRefused,
+    Problem,
+    ProblemList,
+    detect_format,
+    load_json,
+    read_records,
+)
 
 __all__ = [
-    "CHARS_PER_TOKEN", "FORMATS", "LengthStats", "ParsedRow", "Problem", "RowIndex", "UploadLimits",
-    "ValidationReport", "count_tokens_with", "iter_rows", "prompt_key", "split_rows", "validate_upload",
+    "CHARS_PER_TOKEN", "FORMATS", "JSONRefused", "LengthStats", "ParsedRow", "Problem", "RowIndex", "UploadLimits",
+    "ValidationReport", "count_tokens_with", "file_label", "iter_rows", "load_json", "prompt_key", "sizes_told_apart",
+    "split_rows", "validate_upload",
 ]
 
 # without a tokenizer, lengths are bounded in characters at this rate: generous for English with a
 # BPE vocabulary (~4 characters a token), so a row rejected here is too long under any tokenizer
 CHARS_PER_TOKEN = 4
 PREVIEW_ROWS = 5
+MAX_FILENAME_CHARS = 255  # DemonstrationSet.filename's column
+# control characters (C0, DEL, C1), bidirectional overrides (they make "gpj.exe" read "exe.jpg") and lone
+# surrogates (what Python makes of a file name's bytes that are not UTF-8)
+_ODD_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -214,13 +232,47 @@ def _near_key(text: str) -> bytes | str:
     return " ".join(text.casefold().translate(_PUNCTUATION_TO_SPACE).split())
 
 
+def file_label(name: str) -> str:
+    """The name a client gave its file, as a label: the part after the last path separator (either kind),
+    trimmed. Shown to people and stored; never used as a path."""
+    return re.split(r"[/\\]", name)[-1].strip()
+
+
+def _file_name_problem(label: str) -> tuple[str, str] | None:
+    if label in ("", ".", ".."):
+        return "the file has no name", "give the file a name, e.g. demonstrations.jsonl"
+    odd = _ODD_IN_NAMES.search(label)
+    if odd is not None:
+        what = ("is not valid UTF-8 text" if "\ud800" <= odd.group() <= "\udfff"
+                else f"has an invisible character (U+{ord(odd.group()):04X})")
+        return f"the file name {what}", "rename the file with letters, digits, dots, dashes and spaces only"
+    if len(label) > MAX_FILENAME_CHARS:
+        return (f"the file name is {len(label):,} characters long; the limit is {MAX_FILENAME_CHARS}",
+                "rename the file with a shorter name")
+    return None
+
+
+def sizes_told_apart(size: int, limit: int) -> tuple[str, str]:
+    """`size` and `limit` in the limit's unit (MB, kB or bytes) with the fewest decimals (up to 3) that tell
+    them apart, else both in bytes: a file a few bytes over the limit must not read "52.4 MB; the limit is
+    52.4 MB"."""
+    scale, unit = (1e6, "MB") if limit >= 1e6 else (1e3, "kB") if limit >= 1e3 else (1, "")
+    for decimals in (1, 2, 3) if unit else ():
+        shown = f"{size / scale:,.{decimals}f} {unit}", f"{limit / scale:,.{decimals}f} {unit}"
+        if shown[0] != shown[1]:
+            return shown
+    return f"{size:,} bytes", f"{limit:,} bytes"
+
+
 def validate_upload(
     path: str | os.PathLike, *, limits: UploadLimits, count_tokens: Callable[[str], int] | None,
     index: RowIndex | None = None, training: RowIndex | None = None, training_name: str = "",
+    filename: str | None = None,
 ) -> ValidationReport:
     """Read the file once and report it. Every row that parses goes into `index` when one is given. With
     `training` (the training file's index, with prompts), a row whose prompt is a training row's is a
-    problem naming both lines: the model would be scored on what it trained on."""
+    problem naming both lines: the model would be scored on what it trained on. `filename`, the name the
+    client gave the file, is refused before a byte is read when it cannot be shown or stored."""
     path = Path(path)
     problems = ProblemList()
     size = path.stat().st_size
@@ -229,12 +281,15 @@ def validate_upload(
     def refused(fmt: str | None = None, sha: str | None = None) -> ValidationReport:
         return ValidationReport(fmt, False, problems.kept, problems.omitted, 0, 0, size, sha, unit, None, None, [])
 
+    name_problem = _file_name_problem(file_label(filename)) if filename is not None else None
+    if name_problem is not None:
+        problems.add(None, "file name", *name_problem)
+        return refused()
     # the size is checked before a byte is read: a 5 GB upload must not be hashed or parsed
     if size > limits.max_bytes:
-        problems.add(
-            None, None, f"the file is {size / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.1f} MB",
-            f"split it into files under {limits.max_bytes / 1e6:.0f} MB, or remove rows",
-        )
+        shown, limit = sizes_told_apart(size, limits.max_bytes)
+        problems.add(None, None, f"the file is {shown}; the limit is {limit}",
+                     f"split it into files under {limits.max_bytes / 1e6:.0f} MB, or remove rows")
         return refused()
     sha = hashlib.sha256()
     prompt_limit = limits.max_prompt_tokens * (1 if count_tokens else CHARS_PER_TOKEN)

@@ -14,10 +14,8 @@ from django.db import connection
 
 from evaluation import services as evaluations
 from registry.errors import GateNotReady
-from registry.models import ModelVersion
+from registry.models import GateResult, ModelVersion
 from registry.services import gates
-from registry.services.approvals import promotion_request_create
-from registry.services.versions import version_transition
 from skills.models import DemonstrationSet, EvalCase, EvalSuite
 from skills.services import prompt_key
 from teams.permissions import RoleRequired
@@ -235,37 +233,38 @@ def run_base_probes(version_id: int) -> None:
 
 
 def run_candidate_gate(version_id: int) -> str | None:
-    """Score the candidate (and, once, its parent) on every gate suite, then gate it."""
-    version = ModelVersion.objects.select_related("parent", "skill", "training_job").get(pk=version_id)
-    if version.status in {ModelVersion.Status.CANDIDATE, ModelVersion.Status.FAILED}:
-        version = version_transition(version=version, to=ModelVersion.Status.EVALUATING)
+    """Gate a candidate through registry.services.gates: start it, compute the scores its plan lists (the
+    parent's once, then reused), decide, and on a pass put the job's promotion request up. Returns the
+    verdict, or None when there is none (the version was not gated: stale, failed, or not a candidate)."""
+    version = gates.gate_start(version=ModelVersion.objects.get(pk=version_id))
     if version.status == ModelVersion.Status.EVALUATING:
         try:
-            suites = gates.gate_suites(candidate=version)
-            for subject in (version.parent, version):
-                generator = _LazyGenerator(subject)
-                for suite in suites:
-                    score_version_on(subject, suite, generator)
+            generators = {}
+            for subject, suite in gates.gate_plan(candidate=version):
+                generator = generators.setdefault(subject.pk, _LazyGenerator(subject))
+                score_version_on(subject, suite, generator)
             gate = gates.gate_evaluate(candidate=version)
         except GateNotReady:
             raise  # another worker is still scoring a suite: the task retries later
-        except Exception:
-            version_transition(version=version, to=ModelVersion.Status.FAILED)
+        except Exception as exc:
+            gates.gate_fail(version=version, error=f"{type(exc).__name__}: {exc}")
             raise
         job = version.job
         if job is not None:
             jobs.job_event(job=job, kind=f"gate_{gate.verdict}",
                            message=f"Gate {gate.verdict}: " + ("; ".join(gate.reasons) or "no skill dropped."))
-    version.refresh_from_db()
     job = version.job
-    # Also on a redelivery after a crash between the gate and this line: the request is never lost.
-    if version.status == ModelVersion.Status.AWAITING_APPROVAL and job is not None and job.requested_by_id:
-        try:
-            promotion_request_create(version=version, actor=job.requested_by, comment="Passed the gate.")
-        except RoleRequired as exc:  # the requester lost the role meanwhile: a contributor asks from the page
-            jobs.job_event(job=job, kind="promotion_not_requested", message=f"Promotion not requested: {exc}")
-    gate = getattr(version, "gate", None)
+    try:
+        gates.gate_request_promotion(version=version)
+    except RoleRequired as exc:  # the requester lost the role meanwhile: a contributor asks from the page
+        jobs.job_event(job=job, kind="promotion_not_requested", message=f"Promotion not requested: {exc}")
+    gate = GateResult.objects.filter(candidate_id=version.pk).first()
     return gate.verdict if gate is not None else None
+
+
+def gate_give_up(version_id: int, error: str) -> bool:
+    """The gate task ran out of retries waiting for scores: fail the gate with the reason (re-runnable)."""
+    return gates.gate_fail(version=ModelVersion.objects.get(pk=version_id), error=error)
 
 
 def run_readiness(demonstration_set_id: int, n: int = 10) -> dict:

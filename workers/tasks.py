@@ -10,6 +10,8 @@ from django.conf import settings
 
 from registry.errors import GateNotReady
 from registry.models import ModelVersion
+from registry.services import gates
+from skills.uploads import pending_uploads_expire
 from training import services as jobs
 from workers import pipeline
 
@@ -46,6 +48,10 @@ def gate_candidate(self, version_id: int):
     try:
         return pipeline.run_candidate_gate(version_id)
     except GateNotReady as exc:
+        if self.request.retries >= self.max_retries:
+            # Out of retries: fail the gate with the reason (a skill owner can re-run it), not evaluating forever.
+            pipeline.gate_give_up(version_id, f"Gave up after {self.max_retries} retries: {exc}")
+            return None
         raise self.retry(exc=exc, countdown=30) from exc
 
 
@@ -60,5 +66,12 @@ def playground_generate(version_id: int, messages: list[dict], max_new_tokens: i
 
 
 @shared_task
+def expire_pending_uploads():
+    """Beat, hourly: delete validated uploads nobody saved within ACCRETE_UPLOAD_TTL_S."""
+    return pending_uploads_expire()
+
+
+@shared_task
 def reap_stale_jobs():
-    return jobs.job_reap_stale()
+    """The reaper (beat, every minute): jobs whose worker died or whose message was lost, and gates stuck."""
+    return {"jobs": jobs.job_reap_stale(), "gates": gates.gate_reap_stuck()}

@@ -1,3 +1,4 @@
+from audit.actors import acting_user
 from audit.models import AuditEvent
 
 
@@ -13,3 +14,9 @@ def audit_record(*, actor, action: str, obj, team=None, data: dict | None = None
         team=team,
         data=data or {},
     )
+
+
+def audit_record_change(*, action: str, obj, team=None, data: dict | None = None) -> AuditEvent:
+    """Record a change no service made (a plain save() in the admin, a shell, a fixture), attributed to the
+    signed-in user of the current request, or to the system outside one."""
+    return audit_record(actor=acting_user(), action=action, obj=obj, team=team, data=data)

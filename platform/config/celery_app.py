@@ -36,6 +36,7 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     beat_schedule={
         "reap-stale-jobs": {"task": "workers.tasks.reap_stale_jobs", "schedule": 60.0},
+        "expire-pending-uploads": {"task": "workers.tasks.expire_pending_uploads", "schedule": 3600.0},
     },
 )
 app.autodiscover_tasks(["workers"])

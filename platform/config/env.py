@@ -57,25 +57,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def database_from_url(url: str) -> dict:
-    """postgres://user:password@host:port/name -> a Django DATABASES entry (psycopg 3)."""
-    from urllib.parse import unquote, urlsplit
+    """postgres://user:password@host:port/name?sslmode=require -> a Django DATABASES entry (psycopg 3), parsed
+    by dj-database-url: the query string becomes OPTIONS (sslmode, sslrootcert, connect_timeout, …)."""
+    import dj_database_url
 
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql"}:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(
-            f"DATABASE_URL scheme {parts.scheme!r} is not supported: use postgres://user:pass@host:5432/name "
+            f"DATABASE_URL scheme {scheme!r} is not supported: use postgres://user:pass@host:5432/name "
             "(or leave DATABASE_URL unset for the embedded SQLite database)."
         )
-    name = parts.path.lstrip("/")
-    if not name:
+    try:
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL cannot be parsed ({exc}): use "
+                                   "postgres://user:pass@host:5432/name?sslmode=require.") from None
+    if not config.get("NAME"):
         raise ImproperlyConfigured("DATABASE_URL names no database: add /name after the host.")
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(name),
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
-        "CONN_MAX_AGE": 60,
-        "CONN_HEALTH_CHECKS": True,
-    }
+    return config

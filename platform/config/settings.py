@@ -1,8 +1,10 @@
 """Accrete settings. Every value comes from the environment; the defaults are the embedded run
 (`make demo`: SQLite, kombu's filesystem broker, artifacts under var/), which needs no service."""
 
+from datetime import timedelta
 from pathlib import Path
 
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
@@ -26,6 +28,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     # The domain, lowest first (the layers import-linter checks, see pyproject.toml).
     "audit",
     "teams",
@@ -40,13 +43,17 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.actors.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -90,6 +97,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# django-axes first: it refuses a locked-out username before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -122,11 +134,60 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_PROXY", False) else None
 X_FRAME_OPTIONS = "DENY"
 
+# Login throttling (django-axes): after ACCRETE_LOGIN_FAILURE_LIMIT wrong passwords for one username from
+# one address, that pair is refused — the right password included — for ACCRETE_LOGIN_COOLOFF_MINUTES,
+# and the login page says so. Keyed on the pair, not the username alone, so a stranger cannot lock a
+# colleague out from elsewhere; a success resets the count. Attempts are rows in the database (admin:
+# "Access attempts"); `manage.py axes_reset` lifts every lock.
+AXES_ENABLED = env_bool("ACCRETE_LOGIN_THROTTLING", True)
+AXES_FAILURE_LIMIT = env_int("ACCRETE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ACCRETE_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "frontend/locked_out.html"
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are not audit events; failures are kept as attempts
+AXES_VERBOSE = False  # no banner on every manage.py command; lockouts are still logged
+
+
+def _forwarded_client_address(request) -> str | None:
+    # Behind one reverse proxy every request comes from the proxy's address: use the client address the
+    # proxy appended (the right-most X-Forwarded-For entry; the ones before it the client can forge).
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    return forwarded[-1] if forwarded else request.META.get("REMOTE_ADDR")
+
+
+if SECURE_PROXY_SSL_HEADER:
+    AXES_CLIENT_IP_CALLABLE = _forwarded_client_address
+
+# Content-Security-Policy (django-csp): scripts, styles, fonts, images and requests from this origin only —
+# no inline script, no eval, no CDN, no plugins, no framing. The one allowance is style="" attributes
+# (style-src-attr): the heat-map cells and progress bars carry their computed colour and width there.
+# An attribute cannot hold a selector, load a script or a style sheet, and any url() in it is still
+# bound by img-src 'self'; <style> elements and other origins' style sheets stay refused (style-src-elem
+# falls back to style-src 'self').
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
 # --- Accrete -----------------------------------------------------------------------------------
 ACCRETE_ARTIFACTS = Path(env_str("ACCRETE_ARTIFACTS", str(VAR_DIR / "artifacts")))
 ACCRETE_UPLOAD_MAX_BYTES = env_int("ACCRETE_UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 ACCRETE_UPLOAD_MAX_ROWS = env_int("ACCRETE_UPLOAD_MAX_ROWS", 200_000, minimum=10)
 ACCRETE_UPLOAD_MIN_ROWS = env_int("ACCRETE_UPLOAD_MIN_ROWS", 10, minimum=1)
+# a validated upload nobody saved or cancelled is deleted this long after it was validated (beat, hourly)
+ACCRETE_UPLOAD_TTL_S = env_int("ACCRETE_UPLOAD_TTL_S", 24 * 3600, minimum=60)
 ACCRETE_EVAL_FRACTION = env_float("ACCRETE_EVAL_FRACTION", 0.2, minimum=0.01)
 if ACCRETE_EVAL_FRACTION >= 1:
     raise ImproperlyConfigured(f"ACCRETE_EVAL_FRACTION={ACCRETE_EVAL_FRACTION} must be below 1 (a share of the rows).")
@@ -136,6 +197,14 @@ ACCRETE_EVAL_MAX_CASES = env_int("ACCRETE_EVAL_MAX_CASES", 200, minimum=ACCRETE_
 ACCRETE_HEARTBEAT_TIMEOUT_S = env_int("ACCRETE_HEARTBEAT_TIMEOUT_S", 300, minimum=5)
 ACCRETE_JOB_MAX_ATTEMPTS = env_int("ACCRETE_JOB_MAX_ATTEMPTS", 2, minimum=1)
 ACCRETE_PROGRESS_MIN_INTERVAL_S = env_float("ACCRETE_PROGRESS_MIN_INTERVAL_S", 2.0, minimum=0.0)
+# The reaper (beat, every minute) also reclaims what a lost broker message or a killed eval worker strands:
+# a gate still evaluating CELERY_EVAL_TIME_LIMIT_S + ACCRETE_GATE_GRACE_S after it (re)started (or a
+# candidate whose gate never started that long after it was created), and a job queued longer than
+# ACCRETE_QUEUED_TIMEOUT_S while no job runs (an idle worker would have taken it). Each is re-enqueued at
+# most ACCRETE_REQUEUE_MAX_ATTEMPTS times, then failed with the reason.
+ACCRETE_GATE_GRACE_S = env_int("ACCRETE_GATE_GRACE_S", 600, minimum=0)
+ACCRETE_QUEUED_TIMEOUT_S = env_int("ACCRETE_QUEUED_TIMEOUT_S", 1800, minimum=60)
+ACCRETE_REQUEUE_MAX_ATTEMPTS = env_int("ACCRETE_REQUEUE_MAX_ATTEMPTS", 2, minimum=0)
 
 # --- Celery (read by config.celery with namespace CELERY) ----------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
@@ -174,6 +243,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("ACCRETE_LOG_LEVEL", "INFO")},
+    # django-axes logs every successful login at INFO; its failures and lockouts are WARNINGs.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 # Retention probes: largest drop (0..1) the gate accepts. 0 = any forgotten probe blocks.
 ACCRETE_PROBE_TOLERANCE = env_float("ACCRETE_PROBE_TOLERANCE", 0.0, minimum=0.0)

@@ -24,6 +24,7 @@ from registry.models import GateResult, ModelVersion, PromotionRequest
 from registry.reports import gate_table, matrix_table
 from registry.selectors import forgetting_matrix, lineage, production_version
 from registry.services.approvals import approval_decide
+from registry.services.gates import gate_rerun
 from skills.models import DemonstrationSet, Skill
 from training.models import TrainingJob
 from training.services import job_request
@@ -111,7 +112,9 @@ def skill_add(term: Terminal, skill: Skill, method: str, config: dict, requester
     if done is not None:
         term.say("  trained before; showing its gate.")
         job = done
-        if not GateResult.objects.filter(candidate__training_job=done).exists():
+        if done.candidate.status == ModelVersion.Status.FAILED:  # an earlier run's gate failed: run it again
+            gate_rerun(version=done.candidate, actor=approver)
+        elif not GateResult.objects.filter(candidate__training_job=done).exists():
             dispatch.send(dispatch.GATE_CANDIDATE, done.candidate.pk)  # an earlier run stopped before its gate finished
     else:
         dset = skill.demonstration_sets.order_by("-version").first()

@@ -72,6 +72,11 @@ class ModelVersion(models.Model):
     promoted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The gate's lifecycle (registry.services.gates): when it last (re)started, how often the reaper
+    # re-enqueued it, and why it last failed.
+    gate_started_at = models.DateTimeField(null=True, blank=True)
+    gate_requeues = models.PositiveIntegerField(default=0)
+    gate_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-number"]
@@ -118,6 +123,8 @@ class PromotionRequest(models.Model):
         OPEN = "open", "Open"
         APPROVED = "approved", "Approved"
         REJECTED = "rejected"
+        # Its version went stale, blocked or rejected before anyone decided: nothing is left to approve.
+        CLOSED = "closed", "Closed"
 
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="promotion_requests")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -125,6 +132,7 @@ class PromotionRequest(models.Model):
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    closed_reason = models.TextField(blank=True, help_text="Why the request was closed without a decision.")
 
     class Meta:
         constraints = [

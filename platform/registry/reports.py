@@ -38,11 +38,12 @@ def _matrix_cell(cell: dict) -> str:
 def matrix_table(matrix: dict) -> str:
     """Versions × suites: each score, its delta against the version's parent, and the version's status."""
     names = [column["name"][:16] for column in matrix["columns"]]
-    lines = [f"{'version':<24}" + "".join(f"{name:>18}" for name in names) + "  status"]
-    for row in matrix["rows"]:
+    labels = [row["label"] + (f" [{row['method']}]" if row["method"] else "") for row in matrix["rows"]]
+    width = max([24, *(len(label) + 1 for label in labels)])  # a label is never cut
+    lines = [f"{'version':<{width}}" + "".join(f"{name:>18}" for name in names) + "  status"]
+    for label, row in zip(labels, matrix["rows"], strict=True):
         cells = "".join(f"{_matrix_cell(cell):>18}" for cell in row["cells"])
-        label = row["label"] + (f" [{row['method']}]" if row["method"] else "")
-        lines.append(f"{label[:24]:<24}{cells}  {row['status']}")
+        lines.append(f"{label:<{width}}{cells}  {row['status']}")
     return "\n".join(lines)
 
 

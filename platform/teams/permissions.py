@@ -1,5 +1,10 @@
-"""Who may do what. Roles are per team; a platform admin (a superuser, or the platform_admin role in
-any team) may act everywhere."""
+"""Who may do what, and who may read what.
+
+Roles are per team; a platform admin (a superuser, or the platform_admin role in any team) may act
+everywhere. The team-privacy rule lives here too (`case_access`): every page, selector and admin that
+shows a skill's cases asks it, so the rule is written once."""
+
+from dataclasses import dataclass
 
 from config.errors import AccreteError
 from teams.models import ROLE_RANK, Membership, Role
@@ -37,3 +42,35 @@ def require_role(user, team, role: str, *, action: str) -> None:
             f"{getattr(user, 'username', user)} may not {action} for team {team.name}: "
             f"it needs the {Role(role).label} role (ask a platform admin to grant it)."
         )
+
+
+@dataclass(frozen=True)
+class CaseAccess:
+    """The team-privacy rule for one user. A skill's case contents — prompts, references, the model's
+    outputs on them — are visible to the skill's team and to platform admins only; other teams see the
+    skill's name, owning team, scores and counts. Shared cases (the retention probes, no team) are visible
+    to anyone in a team. A user in no team sees nothing."""
+
+    everything: bool
+    team_ids: frozenset[int]
+
+    @property
+    def in_a_team(self) -> bool:
+        return self.everything or bool(self.team_ids)
+
+    def sees(self, team_id: int | None) -> bool:
+        """May this user read the cases of a skill owned by `team_id` (None: shared cases)?"""
+        if self.everything:
+            return True
+        if team_id is None:
+            return bool(self.team_ids)
+        return team_id in self.team_ids
+
+
+def case_access(user) -> CaseAccess:
+    if user is None or not user.is_authenticated:
+        return CaseAccess(everything=False, team_ids=frozenset())
+    if is_platform_admin(user):
+        return CaseAccess(everything=True, team_ids=frozenset())
+    return CaseAccess(everything=False,
+                      team_ids=frozenset(Membership.objects.filter(user=user).values_list("team_id", flat=True)))

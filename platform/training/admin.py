@@ -1,8 +1,10 @@
-"""Jobs are read-only in the admin: they change through training.services only."""
+"""Jobs are read-only in the admin: they change through training.services only. Each is its skill's
+team's (teams.admin_scope)."""
 
 from django.contrib import admin
 
 from config.admin_base import ReadOnlyAdmin
+from teams.admin_scope import TeamScopedAdmin
 from training.models import JobEvent, MetricPoint, TrainingJob
 
 
@@ -17,11 +19,18 @@ class JobEventInline(admin.TabularInline):
 
 
 @admin.register(TrainingJob)
-class TrainingJobAdmin(ReadOnlyAdmin):
+class TrainingJobAdmin(TeamScopedAdmin, ReadOnlyAdmin):
+    team_path = "skill__team"
     list_display = ["pk", "skill", "method", "status", "step", "total_steps", "parent_version", "created_at"]
     list_filter = ["status", "method"]
     inlines = [JobEventInline]
 
 
-for model in (JobEvent, MetricPoint):
-    admin.site.register(model, ReadOnlyAdmin)
+@admin.register(JobEvent)
+class JobEventAdmin(TeamScopedAdmin, ReadOnlyAdmin):
+    team_path = "job__skill__team"
+
+
+@admin.register(MetricPoint)
+class MetricPointAdmin(TeamScopedAdmin, ReadOnlyAdmin):
+    team_path = "job__skill__team"

@@ -42,6 +42,9 @@ class TrainingJob(models.Model):
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.IntegerField(default=0)
+    # When its latest train message was sent, and how often the reaper re-sent it (a lost message).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    reenqueues = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -54,7 +54,7 @@ def job_request(*, skill, demonstration_set, method: str, config: dict, actor, e
             requested_by=actor, status=J.VALIDATING,
         )
         job_event(job=job, kind="requested", message=f"{method.upper()} training requested for {skill.name}.")
-        _cas(job.pk, {J.VALIDATING}, J.QUEUED)
+        _cas(job.pk, {J.VALIDATING}, J.QUEUED, enqueued_at=timezone.now())
         job.status = J.QUEUED
         job_event(job=job, kind="queued", message="Queued for a training worker.")
         audit_record(actor=actor, action="job.requested", obj=job, team=skill.team,
@@ -175,8 +175,46 @@ def job_mark_cancelled(*, job_id: int) -> bool:
 
 def job_reap_stale(*, now=None) -> list[tuple[int, str]]:
     """Running jobs whose heartbeat stopped (their worker died): re-queue them to resume from their last
-    checkpoint while attempts remain, else fail them. Returns (job id, new status) for each."""
+    checkpoint while attempts remain, else fail them. Then queued jobs whose message was lost
+    (job_reclaim_lost). Returns (job id, new status) for each."""
     now = now or timezone.now()
+    outcomes = _reap_silent(now) + job_reclaim_lost(now=now)
+    return outcomes
+
+
+def job_reclaim_lost(*, now=None) -> list[tuple[int, str]]:
+    """Queued jobs whose broker message was lost: queued longer than ACCRETE_QUEUED_TIMEOUT_S while no job
+    runs (a busy worker explains a wait; an idle one would have taken it). Each is sent again — delivering
+    a job twice trains it once (job_start claims it) — up to ACCRETE_REQUEUE_MAX_ATTEMPTS times, then
+    failed with the reason. Returns (job id, "queued" | "failed") for each."""
+    now = now or timezone.now()
+    if TrainingJob.objects.filter(status=J.RUNNING).exists():
+        return []
+    cutoff = now - timezone.timedelta(seconds=settings.ACCRETE_QUEUED_TIMEOUT_S)
+    outcomes = []
+    for job in TrainingJob.objects.filter(status=J.QUEUED, enqueued_at__lt=cutoff).select_related("skill__team"):
+        waited = f"{settings.ACCRETE_QUEUED_TIMEOUT_S // 60} minutes"
+        with transaction.atomic():
+            if job.reenqueues < settings.ACCRETE_REQUEUE_MAX_ATTEMPTS:
+                # Compare-and-set on when it was last sent: a job sent again meanwhile is not sent twice more.
+                if TrainingJob.objects.filter(pk=job.pk, status=J.QUEUED, enqueued_at=job.enqueued_at).update(
+                        enqueued_at=now, reenqueues=job.reenqueues + 1) == 1:
+                    job_event(job=job, kind="reenqueued", message=f"No worker took the job in {waited} while the "
+                              f"workers were idle: its message was presumably lost; sent again "
+                              f"({job.reenqueues + 1} of {settings.ACCRETE_REQUEUE_MAX_ATTEMPTS}).")
+                    audit_record(actor=None, action="job.reenqueued", obj=job, team=job.skill.team,
+                                 data={"reenqueues": job.reenqueues + 1})
+                    transaction.on_commit(lambda pk=job.pk: _enqueue_train(pk))
+                    outcomes.append((job.pk, J.QUEUED))
+            elif job_fail(job_id=job.pk, error=(
+                    f"No training worker took the job in {waited}, {job.reenqueues + 1} time(s) while the workers "
+                    "were idle: is a worker running on the train queue? No candidate was created; request the "
+                    "training again.")):
+                outcomes.append((job.pk, J.FAILED))
+    return outcomes
+
+
+def _reap_silent(now) -> list[tuple[int, str]]:
     cutoff = now - timezone.timedelta(seconds=settings.ACCRETE_HEARTBEAT_TIMEOUT_S)
     outcomes = []
     for job in TrainingJob.objects.filter(status=J.RUNNING, heartbeat_at__lt=cutoff):
@@ -187,7 +225,7 @@ def job_reap_stale(*, now=None) -> list[tuple[int, str]]:
             elif job.attempts < settings.ACCRETE_JOB_MAX_ATTEMPTS:
                 # Only if the heartbeat is still stale now: a worker that just reported keeps its job.
                 if TrainingJob.objects.filter(pk=job.pk, status=J.RUNNING, heartbeat_at__lt=cutoff).update(
-                        status=J.QUEUED, heartbeat_at=None) == 1:
+                        status=J.QUEUED, heartbeat_at=None, enqueued_at=now) == 1:
                     job_event(job=job, kind="requeued", message=f"Worker {job.worker or '?'} stopped responding; "
                               "re-queued to resume from the last checkpoint.")
                     audit_record(actor=None, action="job.requeued", obj=job, team=job.skill.team)

@@ -64,12 +64,12 @@ def test_the_job_page_follows_a_running_job(open_browser, showcase):
 
     # The worker reports progress; the page polls its fragment every 2 s and the bar moves.
     type(job).objects.filter(pk=job.pk).update(step=90, eta_seconds=60)
-    page.wait_for_function("document.querySelector('[data-testid=job-step]').innerText === '90 / 120'",
+    page.wait_for_function("() => document.querySelector('[data-testid=job-step]').innerText === '90 / 120'",
                            timeout=10_000)
     assert "75%" in page.locator(".progress-large .progress-bar").get_attribute("style")
 
     type(job).objects.filter(pk=job.pk).update(status="succeeded", step=120)
-    page.wait_for_function("!document.querySelector('#job-live').hasAttribute('hx-trigger')", timeout=10_000)
+    page.wait_for_function("() => !document.querySelector('#job-live').hasAttribute('hx-trigger')", timeout=10_000)
     assert page.get_by_text("Succeeded").first.is_visible()
 
 

@@ -88,7 +88,8 @@ def scored(version, suite, passed, total=20):
 
 def test_the_gate_report_shows_rows_reasons_and_flipped_cases(login, skill, make_candidate, base_version):
     version = make_candidate(skill, status="blocked")
-    GateResult.objects.create(candidate=version, baseline=base_version, verdict="block", rows=[
+    # the real gate blocked it; its report is replaced by one with a probe drop and a flipped probe to show
+    GateResult.objects.filter(candidate=version).update(verdict="block", rows=[
         {"name": "policy-codes", "before": 0.3, "after": 0.8, "delta": 0.5, "tolerance": 0.0, "verdict": "pass",
          "target": True, "min_gain": 0.1, "passed_before": 6, "passed_after": 16, "total": 20},
         {"name": "retention probes", "before": 1.0, "after": 0.9, "delta": -0.1, "tolerance": 0.0,
@@ -107,7 +108,7 @@ def test_the_gate_report_shows_rows_reasons_and_flipped_cases(login, skill, make
 
 def test_the_forgetting_matrix_page_and_json(login, skill, make_candidate, base_version):
     suite = EvalSuite.objects.get(skill=skill)
-    version = make_candidate(skill)
+    version = make_candidate(skill, status="evaluating")
     scored(base_version, suite, 4)
     scored(version, suite, 16)
 
@@ -133,7 +134,7 @@ def test_the_skill_page_shows_sets_readiness_and_score_history(login, skill, mak
     dset.readiness = {"teacher_passed": 9, "student_passed": 2, "n": 10, "verdict": "ready",
                       "message": "The teacher shows the skill.", "examples": [{"prompt": "q1", "teacher": "a1"}]}
     dset.save()
-    scored(make_candidate(skill), EvalSuite.objects.get(skill=skill), 15)
+    scored(make_candidate(skill, status="evaluating"), EvalSuite.objects.get(skill=skill), 15)
 
     page = login("vera").get(reverse("skill_detail", args=[skill.pk])).content.decode()
 

@@ -146,3 +146,47 @@ def test_a_viewer_is_not_shown_the_retrain_form_of_a_blocked_candidate(login, sk
     response = login("vera").post(reverse("version_retrain", args=[blocked.pk]))
 
     assert response.status_code == 403 and "needs the Contributor role" in response.content.decode()
+
+
+def test_only_a_platform_admin_grants_a_role_in_the_admin(login, people):
+    from django.contrib.auth.models import Permission
+
+    from teams.models import Membership
+
+    bob = people["bob"]
+    bob.is_staff = True
+    bob.save()
+    bob.user_permissions.add(*Permission.objects.filter(content_type__app_label="teams"))
+
+    response = login("bob").post(reverse("admin:teams_membership_add"), {
+        "user": bob.pk, "team": people["hr"].pk, "role": "platform_admin"})
+    changelist = login("bob").get(reverse("admin:teams_membership_changelist")).content.decode()
+
+    assert response.status_code == 403
+    assert not Membership.objects.filter(user=bob, team=people["hr"]).exists()
+    assert "carol" not in changelist and "vera" in changelist  # their own team's memberships only
+
+
+def test_only_a_platform_admin_moves_a_skill_to_another_team_in_the_admin(login, people, skill):
+    from django.contrib.auth.models import Permission
+
+    bob = people["bob"]
+    bob.is_staff = True
+    bob.save()
+    bob.user_permissions.add(*Permission.objects.filter(codename__in=["view_skill", "change_skill"]))
+
+    login("bob").post(reverse("admin:skills_skill_change", args=[skill.pk]), {
+        "team": people["hr"].pk, "slug": skill.slug, "name": "Renamed", "description": "",
+        "teacher_style": "inline", "max_new_tokens": 64, "created_by": ""})
+
+    skill.refresh_from_db()
+    assert skill.name == "Renamed" and skill.team == people["legal"]
+
+
+def test_the_approval_history_says_who_rejected_it_in_plain_words(login, people, skill, open_request):
+    request = open_request(skill)  # dave asked
+    login("bob").post(reverse("approval_decide", args=[request.pk]), {"decision": "reject", "comment": "Not yet."})
+
+    page = login("vera").get(reverse("version_detail", args=[request.version_id])).content.decode()
+
+    assert "Rejected</strong> by bob" in page and "Rejectd" not in page

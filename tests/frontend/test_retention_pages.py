@@ -28,7 +28,9 @@ def blocked(skill, people, make_candidate, base_version):
     job.save()
     base_lineage = {"version": base_version.number, "kind": "base", "score": 1.0, "after": 0.6, "delta": -0.4,
                     "budget": 0.3, "left": -0.1, "verdict": "block"}
-    GateResult.objects.create(candidate=version, baseline=base_version, verdict="block", rows=[
+    # the real gate blocked it (its skill did not improve); its report is replaced by one that names probes
+    # and an earlier skill, each with its interval and lineage reference
+    GateResult.objects.filter(candidate=version).update(verdict="block", rows=[
         {"suite": EvalSuite.objects.get(skill=skill).pk, "name": "policy-codes", "kind": "skill", "before": 0.0,
          "after": 0.7, "delta": 0.7, "tolerance": 0.0, "min_gain": 0.2, "target": True, "verdict": "pass",
          "passed_before": 0, "passed_after": 14, "total": 20, "n": 20, "interval": [0.48, 0.92], "warning": None,
@@ -147,8 +149,8 @@ def test_the_job_page_says_how_the_job_anchored(login, blocked, skill):
 def test_the_matrix_shows_the_lineage_budget_the_gate_applied(login, blocked, base_version):
     suite = EvalSuite.objects.get(skill__slug="ticket-routing")
     for version, passed in ((base_version, 20), (blocked, 14)):
-        EvalRun.objects.create(version=version, suite=suite, status="succeeded", score=passed / 20, passed=passed,
-                               total=20)
+        EvalRun.objects.update_or_create(version=version, suite=suite, defaults=dict(
+            status="succeeded", score=passed / 20, passed=passed, total=20))
 
     page = login("vera").get(reverse("matrix")).content.decode()
     data = login("vera").get(reverse("matrix_json")).json()

@@ -108,8 +108,19 @@ def test_an_oversized_upload_is_refused_by_content_length_before_reading(login, 
                              CONTENT_LENGTH=str(50 * 1024 * 1024))
 
     assert response.status_code == 413
-    assert "larger than the" in response.content.decode()
+    assert "This upload is 52,428.8 kB; the limit is 1.0 kB" in response.content.decode()
     assert uploads(var_dir) == []
+
+
+def test_an_upload_a_few_bytes_over_the_limit_says_by_how_much(login, skill, settings, var_dir):
+    settings.ACCRETE_UPLOAD_MAX_BYTES = 50 * 1024 * 1024
+    body, content_type = multipart(skill.pk, "big.jsonl", b"{}\n")
+
+    response = login("alice").generic("POST", reverse("upload"), body, content_type=content_type,
+                                      CONTENT_LENGTH=str(50 * 1024 * 1024 + 100))
+
+    assert response.status_code == 413
+    assert "This upload is 52,428,900 bytes; the limit is 52,428,800 bytes" in response.content.decode()
 
 
 def test_a_real_body_over_the_limit_is_refused(login, skill, good_file, settings, var_dir):
@@ -216,3 +227,46 @@ def test_the_preview_measures_rows_in_tokens_of_the_production_model(login, skil
     # then lengths are counted by that tokenizer, not bounded in characters
     assert preview.status_code == 200
     assert "mean prompt tokens" in preview.content.decode()
+
+
+def test_a_pending_upload_is_deleted_after_its_ttl_and_its_confirmation_asks_again(login, skill, good_file, var_dir,
+                                                                                  settings):
+    import os
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from skills.uploads import pending_uploads_expire
+
+    # given alice's validated upload, a day old, beside a fresh one of bob's and a file that is not an upload
+    settings.ACCRETE_UPLOAD_TTL_S = 24 * 3600
+    alice, bob = login("alice"), login("bob")
+    upload(alice, skill, good_file)
+    upload(bob, skill, good_file + b'{"prompt": "One more?", "demonstration": "yes"}\n')
+    old = var_dir / "uploads" / f"{alice.session['pending_upload']['token']}.upload"
+    day_ago = (timezone.now() - timedelta(hours=24, seconds=1)).timestamp()
+    os.utime(old, (day_ago, day_ago))
+    (var_dir / "uploads" / "notes.txt").write_text("not ours")
+    # when the beat scheduler runs the expiry
+    deleted = pending_uploads_expire()
+    # then only the old upload is gone, and confirming it asks for the file again
+    assert deleted == 1
+    assert uploads(var_dir) == sorted([f"{bob.session['pending_upload']['token']}.upload", "notes.txt"])
+    response = alice.post(reverse("upload_confirm"), {"token": alice.session["pending_upload"]["token"]}, follow=True)
+    assert "no longer pending" in response.content.decode()
+    assert DemonstrationSet.objects.filter(skill=skill).count() == 1
+
+
+def test_the_ttl_is_measured_from_now_given(var_dir, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from skills.uploads import pending_upload_store, pending_upload_token, pending_uploads_expire
+
+    settings.ACCRETE_UPLOAD_TTL_S = 60
+    pending_upload_store([b"x"], token=pending_upload_token(), suffix="upload")
+
+    assert pending_uploads_expire(now=timezone.now() + timedelta(seconds=30)) == 0
+    assert pending_uploads_expire(now=timezone.now() + timedelta(seconds=61)) == 1
+    assert uploads(var_dir) == []

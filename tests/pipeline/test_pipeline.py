@@ -4,7 +4,6 @@ import pytest
 from django.utils import timezone
 
 from registry.models import ModelVersion
-from registry.services.approvals import approval_decide, promotion_request_create
 from tests.fixtures.workers import FAST_SFT, wait_for
 from training.models import JobEvent, TrainingJob
 from training.services import job_cancel_request, job_reap_stale, job_request
@@ -91,18 +90,18 @@ def test_a_job_delivered_twice_trains_once(ok_skill, people, workers):
 
 
 def _promoted_sibling(skill, parent, people):
-    """Another team's candidate from the same parent, gated and approved while our job runs."""
-    from registry.services.versions import version_create_candidate, version_transition
+    """Another candidate from the same parent, gated (on recorded scores) and approved while our job runs."""
+    from registry.services.gates import gate_evaluate, gate_start
+    from registry.services.versions import version_create_candidate
+    from tests.fixtures.registry import gate_scores_record, promote
 
     job = TrainingJob.objects.create(skill=skill, demonstration_set=skill.demonstration_sets.get(),
                                      parent_version=parent, status="succeeded", requested_by=people["alice"])
-    version = version_create_candidate(job=job, artifact_path=parent.artifact_path, adapter_path="", checksums={},
-                                       metrics={})
-    for to in ("evaluating", "awaiting_approval"):
-        version = version_transition(version=version, to=to)
-    approval_decide(request=promotion_request_create(version=version, actor=people["alice"]),
-                    approver=people["bob"], decision="approve")
-    return version
+    version = gate_start(version=version_create_candidate(job=job, artifact_path=parent.artifact_path,
+                                                          adapter_path="", checksums={}, metrics={}))
+    gate_scores_record(version, learned=True)
+    assert gate_evaluate(candidate=version).verdict == "pass"
+    return promote(version, requester=people["alice"], approver=people["bob"])
 
 
 def test_a_candidate_goes_stale_when_production_moves_under_its_job(ok_skill, people, workers):

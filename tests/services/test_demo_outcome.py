@@ -14,8 +14,7 @@ from demo.settings import DEMO
 from registry.reports import gate_table
 from registry.selectors import forgetting_matrix
 from registry.services.gates import gate_evaluate
-from registry.services.versions import version_promote
-from tests.fixtures.registry import scores_grid, scores_record
+from tests.fixtures.registry import promote, scores_grid, scores_record
 from tests.fixtures.skills import skill_with_cases
 from training.models import TrainingJob
 
@@ -52,7 +51,7 @@ def test_a_run_that_showed_the_promise_adds_no_excuse(people, base_version, make
     scores_record(base_version, codes, passing=0)
     scores_record(sdft1, codes, passing=20)
     gate_evaluate(candidate=sdft1)
-    version_promote(version=sdft1, actor=people["bob"])
+    promote(sdft1, requester=people["alice"], approver=people["bob"])
     lines = outcome_lines([Step("Skill 1 by SDFT", "promoted", sdft1)])
     assert lines == [f"Skill 1 by SDFT: v{sdft1.number} promoted — as promised."]
 

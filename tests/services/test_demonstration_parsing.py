@@ -227,6 +227,16 @@ def test_it_rejects_a_60_mb_file_on_its_size_without_reading_it(tmp_path, monkey
     assert report.content_sha256 is None
 
 
+def test_a_file_a_byte_over_the_limit_says_by_how_much(tmp_path):
+    path = tmp_path / "big.jsonl"
+    with open(path, "wb") as handle:
+        handle.truncate(50 * 1024 * 1024 + 1)
+
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+
+    assert _messages(report) == ["the file is 52,428,801 bytes; the limit is 52,428,800 bytes"]
+
+
 def test_it_stops_parsing_past_max_rows_but_still_checksums_the_file(tmp_path):
     import hashlib
 
@@ -455,3 +465,153 @@ def test_split_draws_what_a_full_sort_would():
     by_key = sorted(range(1000), key=lambda i: (hashlib.sha256(f"5:{hashes[i]}".encode()).digest(), hashes[i]))
 
     assert split_rows(hashes, seed=5) == set(by_key[:200])
+
+
+# --- hostile content: a problem naming the line (and the field where known), never an exception ---------
+
+def _with_line(tmp_path, line: str | bytes, at: int = 4):
+    """Twelve good chat rows with `line` (raw) as line `at`."""
+    lines = [json.dumps(row).encode() for row in _good_chat_rows()]
+    lines.insert(at - 1, line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass"))
+    path = tmp_path / "upload.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+_ROW = '{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]'
+
+
+@pytest.mark.parametrize(("line", "field", "message"), [
+    (_ROW + ', "metadata": ' + "[" * 100_000 + "}", None, "nested more than 32 levels deep"),
+    (_ROW + ', "metadata": ' + "[" * 40 + "]" * 40 + "}", None, "nested more than 32 levels deep"),
+    (_ROW + ', "metadata": {"n": ' + "1" * 5000 + "}}", None, "a number with 5,000 digits; at most 100 are allowed"),
+    (_ROW + ', "metadata": {"n": 1e400}}', None, "the number 1e400 is out of range"),
+    (_ROW + ', "metadata": {"score": NaN}}', None, "NaN is not a JSON value"),
+    (_ROW + ', "metadata": {"score": -Infinity}}', None, "-Infinity is not a JSON value"),
+    (_ROW + ', "metadata": {"tags": ["a", "\\ud800"]}}', "metadata.tags[1]", "half of a surrogate pair (\\ud800)"),
+    (_ROW.replace("Hi?", "Hi\\udfff?") + "}", "messages[0].content", "half of a surrogate pair (\\udfff)"),
+    (_ROW + ', "metadata": {"\\udbff": 1}}', 'metadata."\\udbff"', "half of a surrogate pair"),
+    (_ROW.replace("Hello.", "Hel\\u0000lo.") + "}", "messages[1].content", "a NUL character"),
+], ids=["100,000 brackets", "40 levels", "5,000 digits", "1e400", "NaN", "-Infinity", "surrogate in metadata",
+        "surrogate in a message", "surrogate in a key", "NUL escape"])
+def test_json_python_accepts_but_nothing_after_it_can_use_is_a_problem_on_its_line(tmp_path, line, field, message):
+    report = validate_upload(_with_line(tmp_path, line), limits=LIMITS, count_tokens=None)
+
+    assert not report.ok
+    [problem] = report.problems
+    assert (problem.line, problem.field) == (4, field)
+    assert message in problem.message and problem.message.startswith("line 4")
+
+
+def test_a_raw_nul_past_the_sniffed_head_is_a_problem_on_its_line(tmp_path):
+    header = "prompt,demonstration\n"
+    rows = "".join(f"Question number {i} with some padding to pass the head,Answer {i}\n" for i in range(200))
+    path = tmp_path / "upload.csv"
+    path.write_bytes((header + rows).encode() + b"Question\x00 NUL,Answer\n")
+
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+
+    assert [p.line for p in report.problems] == [202]
+    assert "a NUL character (byte 0x00)" in report.problems[0].message
+
+
+def test_an_overlong_line_is_refused_without_being_parsed(tmp_path):
+    from skills.demonstration_formats import MAX_LINE_CHARS
+
+    line = json.dumps({"prompt": "x" * MAX_LINE_CHARS, "demonstration": "y"})
+
+    report = validate_upload(_with_line(tmp_path, line), limits=LIMITS, count_tokens=None)
+
+    assert _messages(report) == [f"line 4: the line is {len(line):,} characters long; the limit is {MAX_LINE_CHARS:,}"]
+
+
+@pytest.mark.parametrize(("metadata", "field"), [
+    ("[" * 5000, "metadata"), ('{"a": NaN}', "metadata"), ('{"a": ["\\ud800"]}', "metadata.a[0]"),
+    ('{"n": ' + "9" * 200 + "}", "metadata"),
+])
+def test_hostile_csv_metadata_is_a_problem_on_its_line(tmp_path, metadata, field):
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["prompt", "demonstration", "metadata"])
+    writer.writerows([f"Question {i}?", f"Answer {i}", "{}"] for i in range(12))
+    writer.writerow(["Question 12?", "Answer 12", metadata])
+    path = tmp_path / "upload.csv"
+    path.write_text(out.getvalue())
+
+    report = validate_upload(path, limits=LIMITS, count_tokens=None)
+
+    assert [(p.line, p.field) for p in report.problems] == [(14, field)]
+    assert report.problems[0].message.startswith("line 14, field")
+
+
+@pytest.mark.parametrize(("filename", "message"), [
+    ("", "the file has no name"), ("..", "the file has no name"), ("a\x00b.jsonl", "invisible character (U+0000)"),
+    ("a\x1bb.jsonl", "invisible character (U+001B)"), ("\u202eexe.jsonl", "invisible character (U+202E)"),
+    ("caf\udce9.jsonl", "the file name is not valid UTF-8 text"),
+    ("n" * 300 + ".jsonl", "the file name is 306 characters long; the limit is 255"),
+])
+def test_an_odd_file_name_is_refused_before_a_byte_is_read(tmp_path, filename, message):
+    path = _jsonl(tmp_path, _good_chat_rows())
+
+    report = validate_upload(path, limits=LIMITS, count_tokens=None, filename=filename)
+
+    assert [(p.field, p.line) for p in report.problems] == [("file name", None)]
+    assert message in report.problems[0].message and report.content_sha256 is None
+
+
+def test_a_path_in_a_file_name_is_dropped_not_refused(tmp_path):
+    from skills.parsing import file_label
+
+    assert file_label("..\\..\\windows\\x.jsonl") == file_label("../../etc/x.jsonl") == "x.jsonl"
+    assert validate_upload(_jsonl(tmp_path, _good_chat_rows()), limits=LIMITS, count_tokens=None,
+                           filename="../../etc/x.jsonl").ok
+
+
+def _lines_of_any_kind():
+    from hypothesis import strategies as st
+
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+        max_leaves=10)
+    texts = st.text(min_size=1).filter(str.strip)
+    rows = st.fixed_dictionaries({"prompt": texts, "demonstration": texts},
+                                 optional={"reference": st.text(), "metadata": values})
+    # JSON text with escapes Python's json turns into what cannot be stored: half a pair, NUL
+    escaped = st.builds(lambda row, escape: json.dumps(row)[:-1] + f', "metadata": {{"x": "{escape}"}}}}',
+                        rows, st.sampled_from(["\\ud800", "\\udfff", "\\u0000", "ok"]))
+    return st.one_of(st.binary(max_size=200), st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                     rows.map(lambda r: json.dumps(r).encode()),  # NaN and Infinity as Python writes them
+                     rows.map(lambda r: json.dumps(r, ensure_ascii=False).encode("utf-8", "surrogatepass")),
+                     escaped.map(str.encode))
+
+
+def test_any_line_is_a_problem_or_else_storable(tmp_path_factory):
+    """Property: whatever a line holds, validation reports and never raises; and when it accepts the file,
+    every row it gives can be hashed and stored as JSON (no NaN, no NUL, no lone surrogate)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    folder = tmp_path_factory.mktemp("any-line")
+    good = [json.dumps({"prompt": f"Question number {i}?", "demonstration": f"Answer {i}."}).encode() for i in range(12)]
+    accepted = []
+
+    @settings(max_examples=400, deadline=None)
+    @given(line=_lines_of_any_kind(), at=st.integers(min_value=0, max_value=12))
+    def check(line, at):
+        path = folder / "upload.jsonl"
+        path.write_bytes(b"\n".join([*good[:at], line, *good[at:]]) + b"\n")
+        report = validate_upload(path, limits=LIMITS, count_tokens=None, index=RowIndex(prompts=True))
+        if not report.ok:
+            assert report.problems and all(str(p).encode("utf-8") for p in report.problems)
+            return
+        accepted.append(line)
+        for row in iter_rows(path, report.format):
+            stored = json.dumps([row.prompt, row.demonstration, row.reference, row.metadata], allow_nan=False)
+            assert "\\u0000" not in stored and stored.encode("utf-8")
+
+    check()
+    assert len(accepted) > 50  # the property was tried on accepted files, not only refused ones

@@ -12,9 +12,8 @@ from evaluation.models import EvalRun
 from registry.errors import GateNotReady
 from registry.models import GateResult, ModelVersion
 from registry.services.gates import gate_evaluate
-from registry.services.versions import version_promote
 from tests.fixtures.gate import ECHO_PROMPTS
-from tests.fixtures.registry import probe_suite, scores_grid, scores_record
+from tests.fixtures.registry import probe_suite, promote, scores_grid, scores_record
 from tests.fixtures.skills import skill_with_cases
 
 # --- synthetic scores -------------------------------------------------------------------------------
@@ -144,20 +143,37 @@ def test_a_failed_eval_run_counts_as_missing(make_candidate, base_version, legal
 
 
 def test_a_candidate_whose_parent_left_production_becomes_stale(make_candidate, base_version, legal_skills, people):
-    # given another candidate was promoted while this one's job was still training on v1
-    other = make_candidate(legal_skills["codes"])
-    version_promote(version=other, actor=people["bob"])
+    # given a candidate being scored on v1 when another candidate is promoted
+    skills = (legal_skills["codes"], legal_skills["tagging"])
+    scores_grid(skills, {base_version: (0, 0)})
     candidate = make_candidate(legal_skills["tagging"], parent=base_version, status="evaluating")
-    for version in (base_version, candidate):
-        scores_record(version, legal_skills["codes"], passing=20)
-        scores_record(version, legal_skills["tagging"], passing=20 if version == candidate else 0)
-    # when
+    other = make_candidate(legal_skills["codes"])
+    promote(other, requester=people["alice"], approver=people["bob"])
+    scores_grid(skills, {candidate: (0, 20)})
+    # when its scores are in
     gate = gate_evaluate(candidate=candidate)
     # then: it passed the comparison with v1, but v1 is no longer what it would replace
     candidate.refresh_from_db()
     assert gate.verdict == "pass" and gate.baseline == base_version
     assert candidate.status == "stale"
-    assert AuditEvent.objects.get(action="version.stale", object_id=str(candidate.pk)).data["reason"] == "production moved"
+    assert AuditEvent.objects.get(action="version.stale", object_id=str(candidate.pk)).data["reason"] == (
+        f"v{candidate.number} was trained from v{base_version.number}, but production is now v{other.number}: "
+        "retrain it on the new production version.")
+
+
+def test_a_gate_started_after_production_moved_marks_the_candidate_stale_and_scores_nothing(
+        make_candidate, base_version, legal_skills, people):
+    other = make_candidate(legal_skills["codes"])
+    promote(other, requester=people["alice"], approver=people["bob"])
+    candidate = make_candidate(legal_skills["tagging"], parent=base_version, status="candidate")
+    # when a worker starts its gate
+    import workers.pipeline as pipeline
+
+    verdict = pipeline.run_candidate_gate(candidate.pk)
+    # then
+    candidate.refresh_from_db()
+    assert verdict is None and candidate.status == "stale"
+    assert not EvalRun.objects.filter(version=candidate).exists()
 
 
 def test_a_candidate_overtaken_by_a_promotion_while_scored_stays_stale(make_candidate, base_version,
@@ -165,17 +181,17 @@ def test_a_candidate_overtaken_by_a_promotion_while_scored_stays_stale(make_cand
     import workers.pipeline as pipeline
 
     # given a sibling awaiting approval and a candidate whose scores the worker is (re)checking
+    skills = (legal_skills["codes"], legal_skills["tagging"])
+    scores_grid(skills, {base_version: (0, 0)})
     other = make_candidate(legal_skills["codes"])
     candidate = make_candidate(legal_skills["tagging"], status="candidate")
-    for version in (base_version, candidate):
-        scores_record(version, legal_skills["codes"], passing=20)
-        scores_record(version, legal_skills["tagging"], passing=20 if version == candidate else 0)
+    scores_grid(skills, {candidate: (0, 20)})
     scoring = pipeline.score_version_on
 
     def promote_the_sibling_first(version, suite, generator):
         if other.status != "production":
             other.refresh_from_db()
-            version_promote(version=other, actor=people["bob"])  # marks the candidate stale
+            promote(other, requester=people["alice"], approver=people["bob"])  # marks the candidate stale
             other.refresh_from_db()
         scoring(version, suite, generator)
 

@@ -10,15 +10,14 @@ from django.core.management import call_command
 
 from registry.reports import gate_table
 from registry.services.gates import gate_evaluate
-from registry.services.versions import version_promote
-from tests.fixtures.registry import probe_suite, scores_grid
+from tests.fixtures.registry import probe_suite, promote, scores_grid
 from tests.fixtures.skills import skill_with_cases
 
 
 def promoted(version, people):
     gate = gate_evaluate(candidate=version)
     assert gate.verdict == "pass", gate.reasons
-    return version_promote(version=version, actor=people["bob"])
+    return promote(version, requester=people["alice"], approver=people["bob"])
 
 
 def row_named(gate, name):

@@ -78,3 +78,109 @@ def test_the_same_content_twice_exits_1(skill, codes):
 
     assert code == 1 and "same content as policy-codes demonstrations v2" in out
     assert DemonstrationSet.objects.filter(skill=skill).count() == 2
+
+
+# --- hostile input: a refusal (exit 1 or CommandError) naming the line, never another exception --------
+
+def run_refusable(*args) -> tuple[int, str, str]:
+    """The command's exit code (1 for a CommandError, as manage.py would exit) and its output; any other
+    exception fails the test."""
+    from django.core.management.base import CommandError
+
+    try:
+        return run(*args)
+    except CommandError as exc:
+        return 1, "", str(exc)
+
+
+def saved() -> tuple[int, int, int]:
+    from skills.models import EvalCase
+
+    return DemonstrationSet.objects.count(), Demonstration.objects.count(), EvalCase.objects.count()
+
+
+def test_each_mutated_demo_file_is_refused_naming_its_line_or_else_saved(skill, tmp_path):
+    from tests.fixtures.skills import hostile_corpus
+
+    failures = []
+    for index, mutant in enumerate(hostile_corpus()):
+        path = tmp_path / f"{index}-{mutant.name}"
+        path.write_bytes(mutant.content)
+        before = saved()
+
+        code, out, err = run_refusable(str(path), "--skill", skill.slug)
+
+        if mutant.line is None:
+            if code != 0 or saved()[0] != before[0] + 1:
+                failures.append(f"{mutant}: exit {code}, {err[:200]}")
+        elif code != 1 or f"line {mutant.line}" not in err:
+            failures.append(f"{mutant}: exit {code}, {err[:200]}")
+        elif saved() != before:
+            failures.append(f"{mutant}: refused, but rows were saved")
+    assert failures == []
+
+
+def test_a_hostile_eval_file_is_refused_naming_its_line(skill, codes, tmp_path):
+    from tests.fixtures.skills import hostile_corpus
+
+    hostile = [m for m in hostile_corpus() if m.line is not None][:40]
+    for index, mutant in enumerate(hostile):
+        path = tmp_path / f"eval-{index}.jsonl"
+        path.write_bytes(mutant.content)
+
+        code, _, err = run_refusable(str(codes), "--skill", skill.slug, "--eval", str(path))
+
+        assert (code, f"line {mutant.line}" in err) == (1, True), f"{mutant}: {err[:300]}"
+    assert saved()[0] == 1
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("a\x01b.jsonl", "the file name has an invisible character (U+0001)"),
+    ("\u202egpj.jsonl", "the file name has an invisible character (U+202E)"),
+    ("tab\there.jsonl", "the file name has an invisible character (U+0009)"),
+    (b"caf\xe9.jsonl", "the file name is not valid UTF-8 text"),
+], ids=["control", "bidi override", "tab", "latin-1 bytes"])
+def test_an_odd_file_name_is_refused_naming_the_field(skill, tmp_path, name, problem):
+    import os
+
+    rows = [{"prompt": f"Code for request {i}?", "demonstration": f"C-{i:02d}"} for i in range(30)]
+    folder = os.fsencode(tmp_path)
+    raw = name if isinstance(name, bytes) else os.fsencode(name)
+    with open(os.path.join(folder, raw), "w") as handle:
+        handle.write("".join(json.dumps(row) + "\n" for row in rows))
+
+    code, _, err = run_refusable(os.fsdecode(os.path.join(folder, raw)), "--skill", skill.slug)
+
+    assert code == 1
+    assert f"field 'file name': {problem}" in err
+    assert saved()[0] == 1
+
+
+def test_a_long_but_legal_file_name_is_kept(skill, tmp_path):
+    name = "n" * 249 + ".jsonl"  # 255 bytes: the most a Linux file name holds, and the column's width
+    path = _write(tmp_path / name, [{"prompt": f"Code for request {i}?", "demonstration": f"C-{i:02d}"}
+                                    for i in range(30)])
+
+    code, _, _ = run(str(path), "--skill", skill.slug)
+
+    assert code == 0 and DemonstrationSet.objects.get(skill=skill, version=2).filename == name
+
+
+@pytest.mark.parametrize("slug", ["\x00", "caf\udce9", "a b", "x" * 5000, "../etc"])
+def test_a_hostile_skill_slug_is_a_refusal(skill, codes, slug):
+    code, _, err = run_refusable(str(codes), "--skill", slug)
+
+    assert code == 1 and "No skill with slug" in err and err.encode("utf-8")
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**31), "9" * 40])
+def test_a_seed_out_of_range_is_a_refusal(skill, codes, seed):
+    code, _, err = run_refusable(str(codes), "--skill", skill.slug, "--seed", seed)
+
+    assert code == 1 and "seed" in err
+    assert saved()[0] == 1
+
+
+def test_a_missing_file_or_a_folder_is_a_refusal(skill, tmp_path):
+    assert run_refusable(str(tmp_path / "nope.jsonl"), "--skill", skill.slug)[0] == 1
+    assert run_refusable(str(tmp_path), "--skill", skill.slug)[0] == 1

@@ -7,8 +7,10 @@ from audit.models import AuditEvent
 from registry.errors import SelfApprovalError, TransitionError
 from registry.models import Approval, ModelVersion, PromotionRequest
 from registry.services.approvals import approval_decide, promotion_request_create
-from registry.services.versions import version_promote, version_rollback, version_transition
+from registry.services.gates import gate_evaluate, gate_start
+from registry.services.versions import version_promote, version_rollback
 from tests.fixtures.backends import ON_POSTGRES
+from tests.fixtures.registry import gate_scores_record, promote
 
 
 def test_an_approved_candidate_becomes_the_only_production_version(skill, make_candidate, base_version, people):
@@ -78,20 +80,27 @@ def test_a_blocked_version_cannot_be_put_up_for_approval(skill, make_candidate, 
     assert not PromotionRequest.objects.exists()
 
 
-def test_every_transition_leaves_an_audit_event(skill, make_candidate, people):
+def test_every_move_leaves_an_audit_event_naming_its_actor(skill, make_candidate, people):
+    # given a candidate a worker is about to gate
     candidate = make_candidate(skill, status="candidate")
-    for to in ("evaluating", "awaiting_approval"):
-        before = AuditEvent.objects.count()
-        version_transition(version=candidate, to=to, actor=people["bob"])
-        event = AuditEvent.objects.first()
-        assert AuditEvent.objects.count() == before + 1
-        assert (event.action, event.object_id, event.actor) == (f"version.{to}", str(candidate.pk), people["bob"])
+    moves = [
+        ("evaluating", lambda: gate_start(version=candidate, actor=people["bob"])),
+        ("awaiting_approval", lambda: (gate_scores_record(candidate, learned=True),
+                                       gate_evaluate(candidate=candidate, actor=people["bob"]))),
+        ("production", lambda: promote(candidate, requester=people["alice"], approver=people["bob"])),
+    ]
+    for to, move in moves:
+        # when
+        move()
+        # then
+        event = AuditEvent.objects.filter(action=f"version.{to}", object_id=str(candidate.pk)).get()
+        assert event.actor == people["bob"] and event.data["to"] == to
 
 
-def test_an_illegal_transition_names_both_states(skill, make_candidate):
+def test_promoting_a_candidate_names_its_state(skill, make_candidate):
     candidate = make_candidate(skill, status="candidate")
-    with pytest.raises(TransitionError, match="v\\d+ is candidate; it cannot become production"):
-        version_transition(version=candidate, to="production")
+    with pytest.raises(TransitionError, match="v\\d+ is candidate; only a version awaiting approval"):
+        version_promote(version=candidate)
     candidate.refresh_from_db()
     assert candidate.status == "candidate"
 
@@ -133,16 +142,18 @@ def test_an_admin_can_roll_production_back(skill, make_candidate, base_version, 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="concurrent promotion needs PostgreSQL (SQLite serialises writers)")
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_promotions_leave_exactly_one_production_version(skill, make_candidate, people):
-    # given: two candidates from the same production version, both approved at the same moment
+def test_two_concurrent_approvals_leave_exactly_one_production_version(skill, make_candidate, people):
+    # given two candidates from the same production version, both asked for by alice, approved at the same
+    # moment by bob and by dave
     candidates = [make_candidate(skill), make_candidate(skill)]
+    requests = [promotion_request_create(version=c, actor=people["alice"]) for c in candidates]
     barrier = threading.Barrier(2)
     outcomes = []
 
-    def promote(version):
+    def approve(request, approver):
         try:
             barrier.wait()
-            version_promote(version=version, actor=people["bob"])
+            approval_decide(request=request, approver=approver, decision="approve")
             outcomes.append("promoted")
         except (TransitionError, IntegrityError) as exc:
             outcomes.append(type(exc).__name__)
@@ -150,7 +161,8 @@ def test_two_concurrent_promotions_leave_exactly_one_production_version(skill, m
             connection.close()
 
     # when
-    threads = [threading.Thread(target=promote, args=(c,)) for c in candidates]
+    approvers = (people["bob"], people["dave"])
+    threads = [threading.Thread(target=approve, args=pair) for pair in zip(requests, approvers, strict=True)]
     for t in threads:
         t.start()
     for t in threads:
@@ -159,3 +171,5 @@ def test_two_concurrent_promotions_leave_exactly_one_production_version(skill, m
     assert sorted(outcomes) == ["TransitionError", "promoted"]
     assert ModelVersion.objects.filter(status="production").count() == 1
     assert ModelVersion.objects.filter(pk__in=[c.pk for c in candidates], status="stale").count() == 1
+    # and the loser's request is closed with the reason, not left open in an inbox
+    assert PromotionRequest.objects.filter(status="closed", closed_reason__contains="but production is now").count() == 1

@@ -21,6 +21,14 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
+  // "Back" goes back where there is a page to go back to (the link itself leads to the dashboard); no
+  // javascript: URL, which the Content-Security-Policy refuses.
+  document.querySelectorAll("a[data-back]").forEach((link) => {
+    link.addEventListener("click", (event) => {
+      if (window.history.length > 1) { event.preventDefault(); window.history.back(); }
+    });
+  });
+
   // Long-running forms (the playground waits for a worker) say so and cannot be sent twice.
   document.querySelectorAll("form[data-busy-text]").forEach((form) => {
     form.addEventListener("submit", () => {

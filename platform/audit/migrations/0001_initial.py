@@ -4,6 +4,45 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+# Append-only in the database itself, not only by the ORM's convention: on PostgreSQL a trigger refuses
+# every DELETE and every UPDATE but one — the ON DELETE SET NULL that deleting a user or a team makes
+# (actor_id or team_id to NULL, nothing else changed; the event keeps the actor's name in actor_label).
+# TRUNCATE (a test run's flush, an operator starting over) fires no row trigger. SQLite, the embedded
+# single-user run, keeps the ORM's refusal only.
+APPEND_ONLY = """
+CREATE OR REPLACE FUNCTION audit_event_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE'
+       AND (NEW.actor_id IS NULL OR NEW.actor_id IS NOT DISTINCT FROM OLD.actor_id)
+       AND (NEW.team_id IS NULL OR NEW.team_id IS NOT DISTINCT FROM OLD.team_id)
+       AND (NEW.id, NEW.created_at, NEW.actor_label, NEW.action, NEW.object_type, NEW.object_id, NEW.data::text)
+           IS NOT DISTINCT FROM
+           (OLD.id, OLD.created_at, OLD.actor_label, OLD.action, OLD.object_type, OLD.object_id, OLD.data::text)
+    THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'The audit log is append-only: % of audit event % refused.', TG_OP, OLD.id
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_auditevent
+    FOR EACH ROW EXECUTE FUNCTION audit_event_append_only();
+"""
+DROP_APPEND_ONLY = """
+DROP TRIGGER IF EXISTS audit_event_append_only ON audit_auditevent;
+DROP FUNCTION IF EXISTS audit_event_append_only();
+"""
+
+
+def append_only(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(APPEND_ONLY, params=None)
+
+
+def drop_append_only(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(DROP_APPEND_ONLY, params=None)
+
 
 class Migration(migrations.Migration):
 
@@ -32,4 +71,5 @@ class Migration(migrations.Migration):
                 'ordering': ['-created_at', '-id'],
             },
         ),
+        migrations.RunPython(append_only, drop_append_only),
     ]

@@ -6,7 +6,13 @@ from django.utils import timezone
 from audit.services import audit_record
 from registry.errors import SelfApprovalError, TransitionError
 from registry.models import Approval, ModelVersion, PromotionRequest
-from registry.services.versions import production_version, version_promote, version_transition
+from registry.services.versions import (
+    _lock_production,
+    _transition,
+    stale_reason,
+    version_mark_stale,
+    version_promote,
+)
 from teams.models import Role
 from teams.permissions import require_role
 
@@ -18,12 +24,14 @@ def promotion_request_create(*, version: ModelVersion, actor, comment: str = "")
     if version.skill_id is None:
         raise TransitionError(f"v{version.number} is a base version: it is not promoted through approvals.")
     require_role(actor, version.skill.team, Role.CONTRIBUTOR, action=f"ask for the promotion of v{version.number}")
-    if version.status != S.AWAITING_APPROVAL:
-        raise TransitionError(
-            f"v{version.number} is {S(version.status).label.lower()}: only a candidate that passed the gate "
-            "can be put up for approval."
-        )
     with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update(of=("self",))
+        version = locked.select_related("skill__team").get(pk=version.pk)
+        if version.status != S.AWAITING_APPROVAL:
+            raise TransitionError(
+                f"v{version.number} is {S(version.status).label.lower()}: only a candidate that passed the gate "
+                "can be put up for approval."
+            )
         existing = PromotionRequest.objects.filter(version=version, status=PromotionRequest.Status.OPEN).first()
         if existing is not None:
             return existing
@@ -34,7 +42,8 @@ def promotion_request_create(*, version: ModelVersion, actor, comment: str = "")
 
 
 def approval_decide(*, request: PromotionRequest, approver, decision: str, comment: str = "") -> Approval:
-    """A skill owner (not the requester) approves — promoting the version — or rejects it."""
+    """A skill owner (not the requester) approves — promoting the version — or rejects it. Approving a
+    candidate whose parent left production marks it stale (closing the request) and is refused."""
     version = request.version
     require_role(approver, version.skill.team, Role.SKILL_OWNER, action=f"approve v{version.number}")
     if approver.pk == request.requested_by_id:
@@ -42,33 +51,37 @@ def approval_decide(*, request: PromotionRequest, approver, decision: str, comme
             f"{approver.get_username()} requested the promotion of v{version.number} and cannot also approve it: "
             "another skill owner must review it (four-eyes rule)."
         )
-    current = production_version()
-    if decision == "approve" and version.status == S.AWAITING_APPROVAL and (current is None or version.parent_id != current.pk):
-        version_transition(version=version, to=S.STALE, actor=approver, data={"reason": "production moved"})
-        raise TransitionError(
-            f"v{version.number} was trained from v{version.parent.number}, but production is now "
-            f"{current or 'none'}: it is stale; retrain the skill on the new production version."
-        )
     if decision not in Approval.Decision.values:
         raise TransitionError(f"Unknown decision {decision!r}: use approve or reject.")
+    stale = None
     with transaction.atomic():
+        current = _lock_production()
         request = PromotionRequest.objects.select_for_update().get(pk=request.pk)
-        version.refresh_from_db()
+        locked = ModelVersion.objects.select_for_update(of=("self",))
+        version = locked.select_related("parent", "skill__team").get(pk=request.version_id)
         if request.status != PromotionRequest.Status.OPEN:
-            raise TransitionError(f"This request was already {request.status}.")
+            why = f": {request.closed_reason}" if request.closed_reason else ""
+            raise TransitionError(f"This request was already {request.get_status_display().lower()}{why}")
         if version.status != S.AWAITING_APPROVAL:
             raise TransitionError(
                 f"v{version.number} is {S(version.status).label.lower()}; only a candidate that passed the gate "
                 "can be approved."
             )
-        approval = Approval.objects.create(request=request, requester=request.requested_by, approver=approver,
-                                           decision=decision, comment=comment)
-        new_status = PromotionRequest.Status.APPROVED if decision == "approve" else PromotionRequest.Status.REJECTED
-        PromotionRequest.objects.filter(pk=request.pk).update(status=new_status, decided_at=timezone.now())
-        audit_record(actor=approver, action=f"promotion.{decision}d", obj=request, team=version.skill.team,
-                     data={"version": version.number, "comment": comment})
-        if decision == "approve":
-            version_promote(version=version, actor=approver)
+        if decision == Approval.Decision.APPROVE and stale_reason(version, current):
+            stale = version_mark_stale(version=version, actor=approver)  # kept: the refusal is raised below
         else:
-            version_transition(version=version, to=S.REJECTED, actor=approver, data={"comment": comment})
+            approval = Approval.objects.create(request=request, requester=request.requested_by, approver=approver,
+                                               decision=decision, comment=comment)
+            new_status = (PromotionRequest.Status.APPROVED if decision == Approval.Decision.APPROVE
+                          else PromotionRequest.Status.REJECTED)
+            PromotionRequest.objects.filter(pk=request.pk).update(status=new_status, decided_at=timezone.now())
+            audit_record(actor=approver, action=f"promotion.{new_status}", obj=request, team=version.skill.team,
+                         data={"version": version.number, "comment": comment})
+            if decision == Approval.Decision.APPROVE:
+                version_promote(version=version, actor=approver)
+            else:
+                _transition(version=version, to=S.REJECTED, actor=approver, data={"comment": comment},
+                            reason=f"rejected by {approver.get_username()}" + (f": {comment}" if comment else ""))
+    if stale:
+        raise TransitionError(f"{stale} It is stale now; its promotion request is closed.")
     return approval

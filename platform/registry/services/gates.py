@@ -1,7 +1,14 @@
-"""The regression gate: a candidate against its parent (the production version it was trained from) on
-every active skill's eval suite and on the retention probes.
+"""The regression gate, its whole lifecycle: start, the scores it needs, decide, fail, re-run, reclaim.
 
-Two rules block, each row recording both:
+    candidate ──gate_start──> evaluating ──gate_evaluate──> awaiting_approval | blocked | stale
+                                  │  └──gate_fail──> failed ──gate_rerun──> evaluating
+                                  └── stuck past the eval time limit: gate_reap_stuck re-enqueues, then fails
+
+The worker (workers.pipeline) only calls these and scores what `gate_plan` lists; the state changes go
+through registry.services.versions, whose primitive refuses awaiting-approval without a passing result.
+
+A candidate is compared with its parent (the production version it was trained from) on every active
+skill's eval suite and on the retention probes. Two rules block, each row recording both:
 - per step (the rule since the start): a drop against the parent beyond the skill's tolerance (the base
   model's probe tolerance for the probes); the skill being added must gain at least its min-gain.
 - the lineage budget: a candidate is compared with its parent only, so ten skills that each cost 3 probe
@@ -16,15 +23,25 @@ reads the point estimates."""
 import math
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from audit.services import audit_record
+from config import dispatch
 from evaluation.models import CaseResult, EvalRun
 from registry.errors import GateNotReady, TransitionError
-from registry.models import GateResult, ModelVersion
-from registry.services.versions import production_version, version_transition
+from registry.models import GateResult, ModelVersion, PromotionRequest
+from registry.services.approvals import promotion_request_create
+from registry.services.versions import (
+    _team_of,
+    _transition,
+    version_mark_stale,
+)
 from skills.models import EvalSuite, Skill
+from teams.models import Role
+from teams.permissions import require_role
 from workers.engine.contract.intervals import paired_difference_interval
 
 S = ModelVersion.Status
@@ -110,11 +127,17 @@ def lineage_reason(name: str, lineage: dict) -> str:
 
 
 def gate_evaluate(*, candidate: ModelVersion, actor=None) -> GateResult:
-    """Compare the candidate with its parent (and its lineage) on every suite and record the verdict.
-    Idempotent."""
+    """Decide: compare the candidate with its parent (and its lineage) on every suite, record the verdict
+    and move the candidate by it. Idempotent: a second call returns the recorded result (and finishes
+    the move, should the first call have stopped between the two)."""
     existing = GateResult.objects.filter(candidate=candidate).first()
     if existing is not None:
+        _decide(candidate=candidate, gate=existing, actor=actor)
         return existing
+    candidate.refresh_from_db(fields=["status"])
+    if candidate.status not in {S.EVALUATING, S.STALE}:
+        raise TransitionError(f"v{candidate.number} is {S(candidate.status).label.lower()}; only an evaluating "
+                              "candidate is gated (gate_start moves a candidate there).")
     baseline = candidate.parent
     if baseline is None:
         raise TransitionError(f"v{candidate.number} has no parent: a base version is not gated.")
@@ -172,19 +195,143 @@ def gate_evaluate(*, candidate: ModelVersion, actor=None) -> GateResult:
         flipped.extend(_flips(after, pairs))
 
     verdict = GateResult.Verdict.BLOCK if reasons else GateResult.Verdict.PASS
-    with transaction.atomic():
-        gate = GateResult.objects.create(candidate=candidate, baseline=baseline, verdict=verdict, rows=rows,
-                                         flipped=flipped, reasons=reasons)
-        audit_record(actor=actor, action=f"gate.{verdict}", obj=gate, team=candidate.skill.team if candidate.skill_id else None,
-                     data={"candidate": candidate.number, "baseline": baseline.number, "reasons": reasons})
-        current = production_version()
-        candidate.refresh_from_db(fields=["status"])
-        if candidate.status == S.STALE:
-            pass  # a promotion while it was being scored already marked it stale (_mark_siblings_stale)
-        elif current is None or current.pk != baseline.pk:
-            version_transition(version=candidate, to=S.STALE, actor=actor, data={"reason": "production moved"})
-        elif verdict == GateResult.Verdict.BLOCK:
-            version_transition(version=candidate, to=S.BLOCKED, actor=actor, data={"reasons": reasons})
-        else:
-            version_transition(version=candidate, to=S.AWAITING_APPROVAL, actor=actor)
+    try:
+        with transaction.atomic():
+            gate = GateResult.objects.create(candidate=candidate, baseline=baseline, verdict=verdict, rows=rows,
+                                             flipped=flipped, reasons=reasons)
+            audit_record(actor=actor, action=f"gate.{verdict}", obj=gate, team=_team_of(candidate),
+                         data={"candidate": candidate.number, "baseline": baseline.number, "reasons": reasons})
+            _decide(candidate=candidate, gate=gate, actor=actor)
+    except IntegrityError:
+        if not GateResult.objects.filter(candidate=candidate).exists():
+            raise
+        return gate_evaluate(candidate=candidate, actor=actor)  # another delivery decided first: its result stands
     return gate
+
+
+def _decide(*, candidate: ModelVersion, gate: GateResult, actor) -> None:
+    """Move an evaluating candidate by its recorded verdict: stale when production moved meanwhile (the
+    staleness rule wins over any verdict), blocked, or awaiting approval."""
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update(of=("self",))
+        candidate = locked.select_related("parent").get(pk=candidate.pk)
+        if candidate.status != S.EVALUATING:
+            return  # already decided, or a promotion marked it stale while it was scored
+        if version_mark_stale(version=candidate, actor=actor):
+            return  # the staleness rule wins over any verdict
+        if gate.verdict == GateResult.Verdict.BLOCK:
+            _transition(version=candidate, to=S.BLOCKED, actor=actor, data={"reasons": gate.reasons},
+                        reason="the gate blocked it: " + "; ".join(gate.reasons))
+        else:
+            _transition(version=candidate, to=S.AWAITING_APPROVAL, actor=actor)
+
+
+# --- the lifecycle around the decision -------------------------------------------------------------
+
+def gate_start(*, version: ModelVersion, actor=None) -> ModelVersion:
+    """A worker starts (or resumes) a candidate's gate: candidate → evaluating. A redelivered task finds it
+    evaluating and carries on. A candidate whose parent left production is marked stale instead: it could
+    never be promoted, so it is not scored. Any other state is returned as it is (nothing to do)."""
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update(of=("self",))
+        version = locked.select_related("parent").get(pk=version.pk)
+        if version.status not in {S.CANDIDATE, S.EVALUATING} or version.parent_id is None:
+            return version
+        if version_mark_stale(version=version, actor=actor):
+            return version
+        if version.status == S.CANDIDATE:
+            return _transition(version=version, to=S.EVALUATING, actor=actor,
+                               fields={"gate_started_at": timezone.now(), "gate_error": ""})
+    return version
+
+
+def gate_plan(*, candidate: ModelVersion) -> list[tuple[ModelVersion, EvalSuite]]:
+    """The scores a gate needs, in the order a worker computes them: the parent's on every gate suite
+    (computed once, by its first candidate, then reused), then the candidate's."""
+    suites = gate_suites(candidate=candidate)
+    return [(subject, suite) for subject in (candidate.parent, candidate) for suite in suites]
+
+
+def gate_fail(*, version: ModelVersion, error: str, actor=None) -> bool:
+    """The gate could not finish (a worker error, scores that never came, a gate nobody ran): the version
+    becomes failed, the reason kept on it (its page shows it) and in the audit log; a skill owner can
+    re-run it (gate_rerun). False when the version had left candidate/evaluating meanwhile."""
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if version.status not in {S.CANDIDATE, S.EVALUATING}:
+            return False
+        _transition(version=version, to=S.FAILED, actor=actor, reason=error[:1000],
+                    fields={"gate_error": error[:5000]})
+    return True
+
+
+def gate_rerun(*, version: ModelVersion, actor, enqueue: bool = True) -> ModelVersion:
+    """A skill owner (an approver) of the skill's team re-runs a failed gate: failed → evaluating, and the
+    gate task is queued again (`enqueue=False`: the caller runs it, as `manage.py gate --rerun` does).
+    Scores already computed are reused. A failed candidate whose parent left production is marked stale
+    instead, and the refusal says to retrain it."""
+    if version.skill_id is None:
+        raise TransitionError(f"v{version.number} is a base version: it has no gate.")
+    require_role(actor, version.skill.team, Role.SKILL_OWNER, action=f"re-run the gate of v{version.number}")
+    stale = None
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update(of=("self",))
+        version = locked.select_related("parent", "skill").get(pk=version.pk)
+        if version.status != S.FAILED:
+            raise TransitionError(f"v{version.number} is {S(version.status).label.lower()}; only a version whose "
+                                  "gate failed can have its gate re-run.")
+        stale = version_mark_stale(version=version, actor=actor)
+        if not stale:
+            _transition(version=version, to=S.EVALUATING, actor=actor, data={"rerun": True},
+                        fields={"gate_started_at": timezone.now(), "gate_requeues": 0, "gate_error": ""})
+            if enqueue:
+                transaction.on_commit(lambda pk=version.pk: dispatch.send(dispatch.GATE_CANDIDATE, pk))
+    if stale:
+        raise TransitionError(f"{stale} It is stale now: its gate is not re-run.")
+    return version
+
+
+def gate_request_promotion(*, version: ModelVersion) -> PromotionRequest | None:
+    """After a pass, the training job's requester asks for promotion (also on a redelivery after a crash
+    between the verdict and the request: it is never lost). None when there is nothing to request;
+    RoleRequired when the requester lost the role meanwhile (a contributor asks from the page)."""
+    version.refresh_from_db(fields=["status"])
+    job = version.job
+    if version.status != S.AWAITING_APPROVAL or job is None or job.requested_by_id is None:
+        return None
+    return promotion_request_create(version=version, actor=job.requested_by, comment="Passed the gate.")
+
+
+def gate_timeout_s() -> int:
+    """How long a gate may take from its (re)start before the reaper calls it stuck: the eval task's time
+    limit (Celery kills it by then) and a grace for the queue."""
+    return settings.CELERY_EVAL_TIME_LIMIT_S + settings.ACCRETE_GATE_GRACE_S
+
+
+def gate_reap_stuck(*, now=None) -> list[tuple[int, str]]:
+    """Gates a lost message or a killed eval worker left hanging: a version still evaluating past the
+    gate timeout since its gate (re)started, or a candidate whose gate never started that long after it
+    was created. Each is re-enqueued (the task is idempotent) up to ACCRETE_REQUEUE_MAX_ATTEMPTS times,
+    then failed with the reason. Returns (version id, "requeued" | "failed") for each."""
+    now = now or timezone.now()
+    cutoff = now - timezone.timedelta(seconds=gate_timeout_s())
+    stuck = (ModelVersion.objects.filter(status__in=[S.CANDIDATE, S.EVALUATING], parent__isnull=False)
+             .annotate(since=Coalesce("gate_started_at", "created_at")).filter(since__lt=cutoff))
+    outcomes = []
+    for version in stuck:
+        with transaction.atomic():
+            if version.gate_requeues < settings.ACCRETE_REQUEUE_MAX_ATTEMPTS:
+                # Compare-and-set on when it last (re)started: a gate that just restarted keeps its turn.
+                if ModelVersion.objects.filter(pk=version.pk, status=version.status,
+                                               gate_started_at=version.gate_started_at).update(
+                        gate_started_at=now, gate_requeues=F("gate_requeues") + 1) == 1:
+                    audit_record(actor=None, action="gate.requeued", obj=version, team=_team_of(version),
+                                 data={"status": version.status, "requeues": version.gate_requeues + 1})
+                    transaction.on_commit(lambda pk=version.pk: dispatch.send(dispatch.GATE_CANDIDATE, pk))
+                    outcomes.append((version.pk, "requeued"))
+            elif gate_fail(version=version, error=(
+                    f"The gate did not finish within {gate_timeout_s() // 60} minutes of its start, "
+                    f"{version.gate_requeues + 1} time(s): its eval worker died or its message was lost. "
+                    "Re-run the gate once an eval worker is up.")):
+                outcomes.append((version.pk, "failed"))
+    return outcomes

@@ -1,4 +1,12 @@
-"""Model versions: the state machine, promotion along the single lineage, rollback."""
+"""Model versions: the state machine, promotion along the single lineage, rollback.
+
+The rules live where the state changes (ARCHITECTURE, the flow, rule 7). `_transition` is the one writer
+of a version's status, private to registry.services, and it refuses what the rules forbid whoever calls
+it: a version awaits approval only with a passing gate result against its parent while that parent is
+production; it becomes production only through an approved promotion request (four eyes) or a platform
+admin's rollback to a version that was production before. `stale_reason` is the one staleness rule. A
+version that drops out of the running (stale, blocked, rejected) closes its open promotion requests,
+with the reason, so no approver is left deciding something that can no longer be promoted."""
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -6,8 +14,9 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from registry.errors import TransitionError
-from registry.models import BaseModel, ModelVersion
-from teams.permissions import is_platform_admin
+from registry.models import Approval, BaseModel, GateResult, ModelVersion, PromotionRequest
+from teams.models import Role
+from teams.permissions import has_role, is_platform_admin
 
 S = ModelVersion.Status
 
@@ -17,11 +26,15 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     S.AWAITING_APPROVAL: {S.PRODUCTION, S.REJECTED, S.STALE},
     S.PRODUCTION: {S.RETIRED},
     S.RETIRED: {S.PRODUCTION},
-    S.FAILED: {S.EVALUATING},
+    S.FAILED: {S.EVALUATING, S.STALE},  # a re-run gate, or production moved while it lay failed
     S.BLOCKED: set(),
     S.REJECTED: set(),
     S.STALE: set(),
 }
+# States a version leaves the running in: its open promotion requests are closed.
+OUT_OF_THE_RUNNING = {S.STALE, S.BLOCKED, S.REJECTED}
+# States a candidate of the old production can still be in when production moves: all become stale.
+LIVE = [S.CANDIDATE, S.EVALUATING, S.AWAITING_APPROVAL, S.FAILED]
 
 
 def _team_of(version: ModelVersion):
@@ -32,33 +45,119 @@ def _next_number() -> int:
     return (ModelVersion.objects.aggregate(n=Max("number"))["n"] or 0) + 1
 
 
-def version_transition(*, version: ModelVersion, to: str, actor=None, data: dict | None = None) -> ModelVersion:
-    """Move a version from its current state to `to`, compare-and-set: a concurrent change wins once."""
-    old = version.status
-    if to not in ALLOWED_TRANSITIONS[S(old)]:
-        raise TransitionError(
-            f"Version v{version.number} is {S(old).label.lower()}; it cannot become {S(to).label.lower()}."
-        )
-    with transaction.atomic():
-        changed = ModelVersion.objects.filter(pk=version.pk, status=old).update(status=to)
-        if changed != 1:
-            version.refresh_from_db()
-            raise TransitionError(
-                f"Version v{version.number} changed to {version.status} meanwhile; reload and try again."
-            )
-        version.status = to
-        audit_record(actor=actor, action=f"version.{to}", obj=version, team=_team_of(version),
-                     data={"from": old, "to": to, **(data or {})})
-    return version
+def _label(status: str) -> str:
+    return S(status).label.lower()
 
 
 def production_version() -> ModelVersion | None:
     return ModelVersion.objects.filter(status=S.PRODUCTION).select_related("skill", "base_model", "promoted_by").first()
 
 
+def stale_reason(version: ModelVersion, current: ModelVersion | None) -> str | None:
+    """The one staleness rule: a candidate is gated against, and may only replace, the version it was trained
+    from. None while its parent is the production version `current`; else why it is stale."""
+    if version.parent_id is None or (current is not None and current.pk == version.parent_id):
+        return None
+    return (f"v{version.number} was trained from v{version.parent.number}, but production is now "
+            f"{f'v{current.number}' if current else 'none'}: retrain it on the new production version.")
+
+
+def _approval_of(version: ModelVersion) -> Approval | None:
+    """The approval that authorises promoting `version`: an approve decision on its approved request."""
+    return (Approval.objects.filter(request__version=version, request__status=PromotionRequest.Status.APPROVED,
+                                    decision=Approval.Decision.APPROVE)
+            .select_related("request", "approver").order_by("-pk").first())
+
+
+def _refusal(version: ModelVersion, to: str, *, actor, rollback: bool) -> str | None:
+    """What forbids moving `version` to `to` beyond the table (None: nothing does)."""
+    if to == S.STALE and stale_reason(version, production_version()) is None:
+        return (f"v{version.number} was trained from the production version: it is not stale (only a "
+                "candidate whose parent left production is).")
+    if to == S.AWAITING_APPROVAL:
+        gate = GateResult.objects.filter(candidate=version).first()
+        if gate is None or gate.verdict != GateResult.Verdict.PASS:
+            return (f"v{version.number} has no passing gate result: only a candidate the gate passed can await "
+                    "approval.")
+        if gate.baseline_id != version.parent_id:
+            return (f"v{version.number} was gated against v{gate.baseline.number}, not against its parent: "
+                    "gate it again.")
+        return stale_reason(version, production_version())
+    if to == S.PRODUCTION and rollback:
+        if not is_platform_admin(actor):
+            return "Only a platform admin may roll production back."
+        if version.promoted_at is None:
+            return (f"v{version.number} was never production: a rollback only puts back a version that was "
+                    "production before.")
+        return None
+    if to == S.PRODUCTION:
+        approval = _approval_of(version)
+        if approval is None:
+            return (f"v{version.number} has no approved promotion request: its requester asks for promotion, "
+                    "then another skill owner approves it (four-eyes rule).")
+        if approval.approver_id == approval.request.requested_by_id:
+            return f"v{version.number} was approved by its own requester: another skill owner must approve it."
+        if version.skill_id is None or not has_role(approval.approver, version.skill.team, Role.SKILL_OWNER):
+            return f"{approval.approver} is not a skill owner of the team of v{version.number}."
+        return stale_reason(version, production_version())
+    return None
+
+
+def _transition(*, version: ModelVersion, to: str, actor=None, reason: str = "", data: dict | None = None,
+                rollback: bool = False, fields: dict | None = None) -> ModelVersion:
+    """Move a version from its current state to `to`, compare-and-set: a concurrent change wins once. The
+    only writer of a version's status; `fields` are written in the same update."""
+    old = version.status
+    if to not in ALLOWED_TRANSITIONS[S(old)]:
+        raise TransitionError(f"Version v{version.number} is {_label(old)}; it cannot become {_label(to)}.")
+    refusal = _refusal(version, to, actor=actor, rollback=rollback)
+    if refusal is not None:
+        raise TransitionError(refusal)
+    with transaction.atomic():
+        if to == S.PRODUCTION:
+            # Exactly one production version: the one it replaces retires in the same transaction.
+            current = _lock_production()
+            if current is not None:
+                _transition(version=current, to=S.RETIRED, actor=actor, data={"replaced_by": version.number})
+        changed = ModelVersion.objects.filter(pk=version.pk, status=old).update(status=to, **(fields or {}))
+        if changed != 1:
+            version.refresh_from_db()
+            raise TransitionError(
+                f"Version v{version.number} changed to {version.status} meanwhile; reload and try again."
+            )
+        version.status = to
+        for name, value in (fields or {}).items():
+            setattr(version, name, value)
+        audit_record(actor=actor, action=f"version.{to}", obj=version, team=_team_of(version),
+                     data={"from": old, "to": to, **({"reason": reason} if reason else {}), **(data or {})})
+        if to in OUT_OF_THE_RUNNING:
+            _close_open_requests(version=version, reason=reason or f"v{version.number} is {_label(to)}.",
+                                 actor=actor)
+    return version
+
+
+def _close_open_requests(*, version: ModelVersion, reason: str, actor) -> None:
+    for request in PromotionRequest.objects.filter(version=version, status=PromotionRequest.Status.OPEN):
+        closed = PromotionRequest.objects.filter(pk=request.pk, status=PromotionRequest.Status.OPEN).update(
+            status=PromotionRequest.Status.CLOSED, closed_reason=reason, decided_at=timezone.now())
+        if closed == 1:
+            audit_record(actor=actor, action="promotion.closed", obj=request, team=_team_of(version),
+                         data={"version": version.number, "reason": reason})
+
+
+def version_mark_stale(*, version: ModelVersion, actor=None) -> str | None:
+    """Apply the staleness rule: mark `version` stale (it can never replace production; retrain it) when its
+    parent is no longer production. Returns why, or None when it is still current and nothing changed."""
+    reason = stale_reason(version, production_version())
+    if reason is not None:
+        _transition(version=version, to=S.STALE, actor=actor, reason=reason)
+    return reason
+
+
 @transaction.atomic
 def version_register_base(*, base_model: BaseModel, actor=None) -> ModelVersion:
-    """The root of a lineage: the imported base model itself. It becomes production when there is none."""
+    """The root of a lineage: the imported base model itself. It becomes production when there is none
+    (the first import); a later import is registered retired and never production by itself."""
     status = S.RETIRED if production_version() else S.PRODUCTION
     version = ModelVersion.objects.create(
         number=_next_number(), base_model=base_model, status=status, artifact_path=base_model.artifact_path,
@@ -99,68 +198,62 @@ def version_create_candidate(*, job, artifact_path: str, adapter_path: str, chec
 def require_awaiting_approval(version: ModelVersion) -> None:
     if version.status != S.AWAITING_APPROVAL:
         raise TransitionError(
-            f"Version v{version.number} is {S(version.status).label.lower()}; only a version awaiting "
+            f"Version v{version.number} is {_label(version.status)}; only a version awaiting "
             "approval (it passed the gate) can be promoted."
         )
+
+
+def _lock_production() -> ModelVersion | None:
+    """The production row, locked until the transaction ends: promotions and rollbacks queue up behind it."""
+    return ModelVersion.objects.select_for_update().filter(status=S.PRODUCTION).first()
 
 
 def version_promote(*, version: ModelVersion, actor=None) -> ModelVersion:
     """Make an approved candidate the production version: exactly one production version, always.
 
-    Serialised by the database: the current production row is locked, and the candidate must be a
-    child of it; a candidate whose parent is no longer production is stale and must be retrained.
-    """
+    Only with an approved promotion request (approval_decide calls this in the same transaction); the
+    current production row is locked, and a candidate whose parent is no longer production is refused
+    (the approval marks it stale before it gets here)."""
     with transaction.atomic():
-        current = ModelVersion.objects.select_for_update().filter(status=S.PRODUCTION).first()
+        current = _lock_production()
         version = ModelVersion.objects.select_for_update().get(pk=version.pk)
         require_awaiting_approval(version)
-        stale = current is None or version.parent_id != current.pk
-        if stale:
-            # Recorded, then refused outside the block so the stale mark is kept.
-            version_transition(version=version, to=S.STALE, actor=actor,
-                               data={"reason": "production moved before promotion"})
-        else:
-            version_transition(version=current, to=S.RETIRED, actor=actor, data={"replaced_by": version.number})
-            version_transition(version=version, to=S.PRODUCTION, actor=actor, data={"replaces": current.number})
-            ModelVersion.objects.filter(pk=version.pk).update(promoted_at=timezone.now(), promoted_by=actor)
-            version.refresh_from_db()
-            _mark_siblings_stale(old_production=current, actor=actor)
-    if stale:
-        raise TransitionError(
-            f"Version v{version.number} was trained from v{version.parent.number if version.parent else '?'}, "
-            f"but production is now {current or 'none'}: retrain it on the new production version."
-        )
+        approval = _approval_of(version)
+        if current is None or stale_reason(version, current):
+            raise TransitionError(stale_reason(version, current) or "There is no production version to replace.")
+        _transition(version=version, to=S.PRODUCTION, actor=actor,
+                    data={"replaces": current.number, "request": approval.request_id if approval else None},
+                    fields={"promoted_at": timezone.now(), "promoted_by": approval.approver if approval else actor})
+        _mark_children_stale(old_production=current, actor=actor)
+    version.refresh_from_db()
     return version
 
 
-def _mark_siblings_stale(*, old_production: ModelVersion, actor) -> None:
-    live = [S.CANDIDATE, S.EVALUATING, S.AWAITING_APPROVAL]
-    for sibling in ModelVersion.objects.filter(parent=old_production, status__in=live):
+def _mark_children_stale(*, old_production: ModelVersion, actor) -> None:
+    for child in ModelVersion.objects.filter(parent=old_production, status__in=LIVE).select_related("parent"):
         try:
-            version_transition(version=sibling, to=S.STALE, actor=actor,
-                               data={"reason": "production moved; retrain on the new production"})
+            version_mark_stale(version=child, actor=actor)
         except TransitionError:
             # Its gate moved it meanwhile; a gate or an approval that sees production moved marks it stale.
             continue
 
 
 def version_rollback(*, version: ModelVersion, actor) -> ModelVersion:
-    """An admin puts an earlier production version back. Audited like any promotion."""
-    if actor is not None and not is_platform_admin(actor):
+    """A platform admin puts back a version that was production before. Audited like any promotion."""
+    if not is_platform_admin(actor):
         raise TransitionError("Only a platform admin may roll production back.")
     with transaction.atomic():
-        current = ModelVersion.objects.select_for_update().filter(status=S.PRODUCTION).first()
+        current = _lock_production()
         version = ModelVersion.objects.select_for_update().get(pk=version.pk)
         if version.status != S.RETIRED or version.promoted_at is None:
             raise TransitionError(
-                f"Version v{version.number} is {S(version.status).label.lower()}; only a retired version "
-                "(one that was in production before) can be rolled back to."
+                f"Version v{version.number} is {_label(version.status)}"
+                + (" and was never production" if version.promoted_at is None else "")
+                + "; only a retired version (one that was in production before) can be rolled back to."
             )
+        _transition(version=version, to=S.PRODUCTION, actor=actor, rollback=True, data={"rollback": True},
+                    fields={"promoted_at": timezone.now(), "promoted_by": actor})
         if current is not None:
-            version_transition(version=current, to=S.RETIRED, actor=actor, data={"rollback_to": version.number})
-            _mark_siblings_stale(old_production=current, actor=actor)
-        version_transition(version=version, to=S.PRODUCTION, actor=actor, data={"rollback": True})
-        ModelVersion.objects.filter(pk=version.pk).update(promoted_at=timezone.now(), promoted_by=actor)
-        version.refresh_from_db()
+            _mark_children_stale(old_production=current, actor=actor)
+    version.refresh_from_db()
     return version
-

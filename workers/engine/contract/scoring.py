@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -58,10 +59,22 @@ _OPTION_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "rouge_l": {"threshold": (int, float)},
 }
 
+# Options are typed in by people and stored as JSON: bounded so that a pasted novel or a pattern of a
+# thousand nested groups is a refusal, not a slow page or a RecursionError.
+MAX_OPTION_TEXT = 1000
+MAX_FIELDS = 100
+# a lone surrogate cannot be encoded (saved, hashed, shown); PostgreSQL stores no NUL character
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_REPR = reprlib.Repr()  # an echoed value stays short, escaped and flat
+_REPR.maxstring, _REPR.maxother, _REPR.maxlevel = 60, 60, 3
+_shown = _REPR.repr
+
+
 def validate_options(kind: str, options: dict | None) -> None:
-    """Raise ValueError naming the problem when `options` cannot be used with `kind`."""
-    if kind not in _OPTION_TYPES:
-        raise ValueError(f"unknown scorer kind {kind!r}; valid kinds: {', '.join(_KIND_NAMES)}")
+    """Raise ValueError naming the problem when `options` cannot be used with `kind`. Any value is refused
+    with a ValueError, never another exception: they come from forms, files and the admin."""
+    if not isinstance(kind, str) or kind not in _OPTION_TYPES:
+        raise ValueError(f"unknown scorer kind {_shown(kind)}; valid kinds: {', '.join(_KIND_NAMES)}")
     options = options or {}
     if not isinstance(options, dict):
         raise ValueError(f"scorer options must be a JSON object, got {type(options).__name__}")
@@ -69,30 +82,57 @@ def validate_options(kind: str, options: dict | None) -> None:
     for name, value in options.items():
         if name not in allowed:
             valid = ", ".join(allowed) or "none"
-            raise ValueError(f"unknown option {name!r} for scorer {kind!r}; valid options: {valid}")
+            raise ValueError(f"unknown option {_shown(name)} for scorer {kind!r}; valid options: {valid}")
         # bool is an int subclass: a True tolerance is a mistake, not 1.0
         if not isinstance(value, allowed[name]) or (isinstance(value, bool) and bool not in allowed[name]):
             want = " or ".join(t.__name__ for t in allowed[name])
-            raise ValueError(f"option {name!r} of scorer {kind!r} must be {want}, got {value!r}")
+            raise ValueError(f"option {name!r} of scorer {kind!r} must be {want}, got {_shown(value)}")
+        texts = value if name == "fields" else [value]
+        for text in texts:
+            if isinstance(text, str):
+                _check_text(name, text)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                finite = math.isfinite(value)
+            except OverflowError:  # an int past a float's range
+                finite = False
+            if not finite:
+                raise ValueError(f"option {name!r} must be a finite number, got {_shown(value)}")
     if kind == "regex" and "pattern" in options:
         try:
             re.compile(options["pattern"])
         except re.error as exc:
             raise ValueError(f"option 'pattern' is not a valid regular expression: {exc}") from exc
-    if kind == "json_fields" and not all(isinstance(f, str) and f for f in options.get("fields", [])):
-        raise ValueError("option 'fields' must be a list of field names (non-empty strings)")
+        except (RecursionError, OverflowError):  # groups nested a thousand deep; a repeat count past 2**32
+            raise ValueError("option 'pattern' is too complex a regular expression (nesting or repeat "
+                             "counts); simplify it") from None
+    if kind == "json_fields":
+        fields = options.get("fields", [])
+        if not all(isinstance(f, str) and f for f in fields):
+            raise ValueError("option 'fields' must be a list of field names (non-empty strings)")
+        if len(fields) > MAX_FIELDS:
+            raise ValueError(f"option 'fields' lists {len(fields)} fields; at most {MAX_FIELDS} are allowed")
     if kind == "multiple_choice" and "letters" in options:
         letters = options["letters"]
         if not letters or not letters.isalpha() or len(set(letters.upper())) != len(letters):
-            raise ValueError(f"option 'letters' must be distinct letters such as 'ABCD', got {letters!r}")
+            raise ValueError(f"option 'letters' must be distinct letters such as 'ABCD', got {_shown(letters)}")
     if kind == "numeric":
         for name in ("abs_tol", "rel_tol"):
-            if options.get(name, 0) < 0 or not math.isfinite(options.get(name, 0)):
+            if options.get(name, 0) < 0:
                 raise ValueError(f"option {name!r} must be a finite number >= 0, got {options[name]!r}")
         if options.get("position", "last") not in ("first", "last"):
-            raise ValueError(f"option 'position' must be 'first' or 'last', got {options['position']!r}")
+            raise ValueError(f"option 'position' must be 'first' or 'last', got {_shown(options['position'])}")
     if kind in ("token_f1", "rouge_l") and not 0 <= options.get("threshold", 0.5) <= 1:
         raise ValueError(f"option 'threshold' must be between 0 and 1, got {options['threshold']!r}")
+
+
+def _check_text(name: str, text: str) -> None:
+    if len(text) > MAX_OPTION_TEXT:
+        raise ValueError(f"option {name!r} is {len(text):,} characters long; at most {MAX_OPTION_TEXT:,} are allowed")
+    found = _UNSTORABLE.search(text)
+    if found is not None:
+        what = "a NUL character" if found.group() == "\x00" else "half of a surrogate pair (not a character)"
+        raise ValueError(f"option {name!r} contains {what} at position {found.start()}; remove it")
 
 
 def score(kind: str, output: str, reference: str, options: dict | None = None) -> CaseScore:

@@ -24,9 +24,12 @@ class Command(BaseCommand):
         try:
             request = PromotionRequest.objects.filter(version=version, status="open").first()
             if request is None:
+                closed = version.promotion_requests.filter(status=PromotionRequest.Status.CLOSED).last()
                 raise AccreteError(f"v{version.number} is {version.get_status_display().lower()} and has no open "
-                                   "promotion request: only a candidate that passed the gate, put up for approval "
-                                   "by its requester, can be approved.")
+                                   "promotion request" + (f" (its request was closed: {closed.closed_reason})"
+                                                          if closed else "") +
+                                   ": only a candidate that passed the gate, put up for approval by its requester, "
+                                   "can be approved.")
             approval_decide(request=request, approver=user, decision="reject" if opts["reject"] else "approve",
                             comment=opts["comment"])
         except AccreteError as exc:

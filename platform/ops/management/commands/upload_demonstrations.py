@@ -1,4 +1,6 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_slug
 
 from config.errors import AccreteError
 from registry.selectors import production_token_budget
@@ -17,10 +19,15 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Validate and preview the split; save nothing.")
 
     def handle(self, *args, **opts):
+        # A path is shown as typed, except what cannot be printed: bytes that are not UTF-8 (they arrive as
+        # lone surrogates) and control characters are shown escaped.
+        shown = {key: _printable(opts[key]) for key in ("file", "eval_file") if opts[key] is not None}
         try:
+            validate_slug(opts["skill"])  # checked before the query: the database need not see a hostile string
             skill = Skill.objects.get(slug=opts["skill"])
-        except Skill.DoesNotExist:
-            raise CommandError(f"No skill with slug {opts['skill']!r}; list them with the admin or create it first.") from None
+        except (ValidationError, Skill.DoesNotExist):
+            raise CommandError(f"No skill with slug {_printable(opts['skill'])!r}; list them with the admin or "
+                               "create it first.") from None
         try:
             outcome = demonstration_set_upload(skill=skill, path=opts["file"], filename=opts["file"], actor=None,
                                                eval_path=opts["eval_file"], seed=opts["seed"], dry_run=opts["dry_run"],
@@ -30,7 +37,7 @@ class Command(BaseCommand):
         for label, report in (("file", outcome.report), ("eval file", outcome.eval_report)):
             if report is None or report.ok:
                 continue
-            self.stderr.write(f"{opts['file'] if label == 'file' else opts['eval_file']}: "
+            self.stderr.write(f"{shown['file'] if label == 'file' else shown['eval_file']}: "
                               f"{len(report.problems) + report.problems_omitted} problem(s); nothing was saved.")
             for problem in report.problems:
                 self.stderr.write(f"  {problem}")
@@ -45,10 +52,15 @@ class Command(BaseCommand):
         saved = outcome.demonstration_set
         what = f"saved as {saved}" if saved else "valid (dry run: nothing saved)"
         self.stdout.write(self.style.SUCCESS(
-            f"{opts['file']}: {r.row_count} rows ({r.format}), {what}; "
+            f"{shown['file']}: {r.row_count} rows ({r.format}), {what}; "
             f"{outcome.train_count} for training, {outcome.eval_count} held out for evaluation."))
         if r.prompt_length and r.demonstration_length:
             self.stdout.write(f"  prompt length ({r.length_unit}): min {r.prompt_length.min}, mean "
                               f"{r.prompt_length.mean:.1f}, max {r.prompt_length.max}; demonstration: min "
                               f"{r.demonstration_length.min}, mean {r.demonstration_length.mean:.1f}, max "
                               f"{r.demonstration_length.max}")
+
+
+def _printable(text: str) -> str:
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
