@@ -3,9 +3,8 @@ demonstrations and eval cases are its team's. Moving a skill to another team is 
 
 from django.contrib import admin
 
-from config.admin_base import ReadOnlyAdmin
 from skills.models import Demonstration, DemonstrationSet, EvalCase, EvalSuite, Skill, SkillChange
-from teams.admin_scope import TeamScopedAdmin
+from teams.admin_scope import TeamScopedAdmin, last_prompt, register_read_only
 from teams.permissions import is_platform_admin
 
 
@@ -25,41 +24,12 @@ class SkillAdmin(TeamScopedAdmin):
         return self.readonly_fields + ([] if moves else ["team"])
 
 
-# Uploads are immutable: they are created by the upload service only.
-@admin.register(DemonstrationSet)
-class DemonstrationSetAdmin(TeamScopedAdmin, ReadOnlyAdmin):
-    team_path = "skill__team"
-
-
-@admin.register(Demonstration)
-class DemonstrationAdmin(TeamScopedAdmin, ReadOnlyAdmin):
-    team_path = "demonstration_set__skill__team"
-    list_display = ["line", "demonstration_set", "prompt_text", "demonstration", "reference"]
-
-    @admin.display(description="prompt")
-    def prompt_text(self, row):
-        return row.prompt[-1]["content"] if row.prompt else ""
-
-
-@admin.register(EvalSuite)
-class EvalSuiteAdmin(TeamScopedAdmin, ReadOnlyAdmin):
-    team_path = "skill__team"
-    shared_path = "skill"  # the retention probes
-
-
-@admin.register(EvalCase)
-class EvalCaseAdmin(TeamScopedAdmin, ReadOnlyAdmin):
-    team_path = "suite__skill__team"
-    shared_path = "suite__skill"
-    list_display = ["key", "suite", "prompt_text", "reference"]
-
-    @admin.display(description="prompt")
-    def prompt_text(self, case):
-        return case.prompt[-1]["content"] if case.prompt else ""
-
-
-@admin.register(SkillChange)
-class SkillChangeAdmin(TeamScopedAdmin, ReadOnlyAdmin):
-    """Rule changes are asked for and decided on the skill page; here they are read-only."""
-
-    team_path = "skill__team"
+# Uploads are immutable (created by the upload service only); rule changes are asked for and decided on
+# the skill page. All read-only here.
+register_read_only(DemonstrationSet, "skill__team")
+register_read_only(Demonstration, "demonstration_set__skill__team",
+                   list_display=["line", "demonstration_set", last_prompt, "demonstration", "reference"])
+register_read_only(EvalSuite, "skill__team", shared_path="skill")  # the retention probes are shared
+register_read_only(EvalCase, "suite__skill__team", shared_path="suite__skill",
+                   list_display=["key", "suite", last_prompt, "reference"])
+register_read_only(SkillChange, "skill__team")

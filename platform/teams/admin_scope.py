@@ -33,3 +33,17 @@ def scope_to_teams(qs, user, team_path: str, shared_path: str = ""):
     if shared_path:
         condition |= Q(**{f"{shared_path}__isnull": True})
     return qs.filter(condition)
+
+
+def register_read_only(model, team_path: str, *, shared_path: str = "", **options) -> None:
+    """Register `model` in the admin read-only, each row scoped to the user's teams through `team_path`."""
+    from config.admin_base import ReadOnlyAdmin
+
+    attrs = {"team_path": team_path, "shared_path": shared_path, "__module__": model.__module__, **options}
+    admin.site.register(model, type(f"{model.__name__}Admin", (TeamScopedAdmin, ReadOnlyAdmin), attrs))
+
+
+@admin.display(description="prompt")
+def last_prompt(row) -> str:
+    """The last message of a row's prompt (what a person asked), for a list column."""
+    return row.prompt[-1]["content"] if row.prompt else ""

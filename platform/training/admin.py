@@ -4,7 +4,7 @@ team's (teams.admin_scope)."""
 from django.contrib import admin
 
 from config.admin_base import ReadOnlyAdmin
-from teams.admin_scope import TeamScopedAdmin
+from teams.admin_scope import TeamScopedAdmin, register_read_only
 from training.models import JobEvent, MetricPoint, TrainingJob
 
 
@@ -26,11 +26,5 @@ class TrainingJobAdmin(TeamScopedAdmin, ReadOnlyAdmin):
     inlines = [JobEventInline]
 
 
-@admin.register(JobEvent)
-class JobEventAdmin(TeamScopedAdmin, ReadOnlyAdmin):
-    team_path = "job__skill__team"
-
-
-@admin.register(MetricPoint)
-class MetricPointAdmin(TeamScopedAdmin, ReadOnlyAdmin):
-    team_path = "job__skill__team"
+register_read_only(JobEvent, "job__skill__team")
+register_read_only(MetricPoint, "job__skill__team")

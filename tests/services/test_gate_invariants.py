@@ -197,119 +197,57 @@ def _walk(people, w):
 
     return {
         # services
-        "service: promote without an approved request": lambda: refused_by_service(
-            lambda: versions.version_promote(version=w["awaiting"], actor=bob), TransitionError,
-            "no approved promotion request"),
-        "service: promote a blocked version": lambda: refused_by_service(
-            lambda: versions.version_promote(version=w["blocked"], actor=bob), TransitionError,
-            "is blocked by the gate; only a version awaiting approval"),
-        "service: roll back to a version never in production": lambda: refused_by_service(
-            lambda: versions.version_rollback(version=w["never"], actor=admin), TransitionError,
-            "never production"),
-        "service: roll back to a candidate": lambda: refused_by_service(
-            lambda: versions.version_rollback(version=w["awaiting"], actor=admin), TransitionError,
-            "only a retired version"),
-        "service: roll back without being a platform admin": lambda: refused_by_service(
-            lambda: versions.version_rollback(version=w["never"], actor=bob), TransitionError, "platform admin"),
-        "service: roll back as the system": lambda: refused_by_service(
-            lambda: versions.version_rollback(version=w["never"], actor=None), TransitionError, "platform admin"),
-        "service: mark a current candidate stale": lambda: (
-            versions.version_mark_stale(version=w["awaiting"], actor=admin) is None or pytest.fail("marked")),
-        "service: request promotion of a blocked version": lambda: refused_by_service(
-            lambda: approvals.promotion_request_create(version=w["blocked"], actor=alice), TransitionError,
-            "only a candidate that passed the gate"),
-        "service: request promotion of an ungated version": lambda: refused_by_service(
-            lambda: approvals.promotion_request_create(version=w["evaluating"], actor=alice), TransitionError,
-            "only a candidate that passed the gate"),
-        "service: request promotion of a failed version": lambda: refused_by_service(
-            lambda: approvals.promotion_request_create(version=w["failed"], actor=alice), TransitionError,
-            "only a candidate that passed the gate"),
-        "service: request promotion as a viewer": lambda: refused_by_service(
-            lambda: approvals.promotion_request_create(version=w["awaiting"], actor=vera), RoleRequired),
-        "service: approve one's own request": lambda: refused_by_service(
-            lambda: approvals.approval_decide(request=w["request"], approver=bob, decision="approve"),
-            SelfApprovalError, "four-eyes"),
-        "service: approve as a viewer": lambda: refused_by_service(
-            lambda: approvals.approval_decide(request=w["request"], approver=vera, decision="approve"),
-            RoleRequired),
-        "service: approve as another team's skill owner": lambda: refused_by_service(
-            lambda: approvals.approval_decide(request=w["request"], approver=carol, decision="approve"),
-            RoleRequired),
-        "service: approve a blocked version's request": lambda: refused_by_service(
-            lambda: approvals.approval_decide(request=w["blocked_request"], approver=bob, decision="approve"),
-            TransitionError, "only a candidate that passed the gate can be approved"),
-        "service: gate a version whose scores are missing": lambda: refused_by_service(
-            lambda: gates.gate_evaluate(candidate=w["evaluating"]), GateNotReady, "Scores missing"),
-        "service: gate a candidate whose gate never started": lambda: refused_by_service(
-            lambda: gates.gate_evaluate(candidate=w["candidate"]), TransitionError, "only an evaluating candidate"),
-        "service: gate a failed version": lambda: refused_by_service(
-            lambda: gates.gate_evaluate(candidate=w["failed"]), TransitionError, "only an evaluating candidate"),
-        "service: re-run the gate of a blocked version": lambda: refused_by_service(
-            lambda: gates.gate_rerun(version=w["blocked"], actor=bob), TransitionError,
-            "only a version whose gate failed"),
-        "service: re-run the gate of a version awaiting approval": lambda: refused_by_service(
-            lambda: gates.gate_rerun(version=w["awaiting"], actor=bob), TransitionError,
-            "only a version whose gate failed"),
-        "service: re-run a gate as a contributor": lambda: refused_by_service(
-            lambda: gates.gate_rerun(version=w["failed"], actor=alice), RoleRequired, "Skill owner"),
-        "service: start the gate of a blocked version": lambda: (
-            gates.gate_start(version=w["blocked"]).status == "blocked" or pytest.fail("moved")),
-        "service: fail the gate of a version awaiting approval": lambda: (
-            gates.gate_fail(version=w["awaiting"], error="x") is False or pytest.fail("moved")),
-        "service: ask for the job's promotion of a blocked version": lambda: (
-            gates.gate_request_promotion(version=w["blocked"]) is None or pytest.fail("requested")),
+        "service: promote without an approved request": lambda: refused_by_service(lambda: versions.version_promote(version=w["awaiting"], actor=bob), TransitionError, "no approved promotion request"),
+        "service: promote a blocked version": lambda: refused_by_service(lambda: versions.version_promote(version=w["blocked"], actor=bob), TransitionError, "is blocked by the gate; only a version awaiting approval"),
+        "service: roll back to a version never in production": lambda: refused_by_service(lambda: versions.version_rollback(version=w["never"], actor=admin), TransitionError, "never production"),
+        "service: roll back to a candidate": lambda: refused_by_service(lambda: versions.version_rollback(version=w["awaiting"], actor=admin), TransitionError, "only a retired version"),
+        "service: roll back without being a platform admin": lambda: refused_by_service(lambda: versions.version_rollback(version=w["never"], actor=bob), TransitionError, "platform admin"),
+        "service: roll back as the system": lambda: refused_by_service(lambda: versions.version_rollback(version=w["never"], actor=None), TransitionError, "platform admin"),
+        "service: mark a current candidate stale": lambda: (versions.version_mark_stale(version=w["awaiting"], actor=admin) is None or pytest.fail("marked")),
+        "service: request promotion of a blocked version": lambda: refused_by_service(lambda: approvals.promotion_request_create(version=w["blocked"], actor=alice), TransitionError, "only a candidate that passed the gate"),
+        "service: request promotion of an ungated version": lambda: refused_by_service(lambda: approvals.promotion_request_create(version=w["evaluating"], actor=alice), TransitionError, "only a candidate that passed the gate"),
+        "service: request promotion of a failed version": lambda: refused_by_service(lambda: approvals.promotion_request_create(version=w["failed"], actor=alice), TransitionError, "only a candidate that passed the gate"),
+        "service: request promotion as a viewer": lambda: refused_by_service(lambda: approvals.promotion_request_create(version=w["awaiting"], actor=vera), RoleRequired),
+        "service: approve one's own request": lambda: refused_by_service(lambda: approvals.approval_decide(request=w["request"], approver=bob, decision="approve"), SelfApprovalError, "four-eyes"),
+        "service: approve as a viewer": lambda: refused_by_service(lambda: approvals.approval_decide(request=w["request"], approver=vera, decision="approve"), RoleRequired),
+        "service: approve as another team's skill owner": lambda: refused_by_service(lambda: approvals.approval_decide(request=w["request"], approver=carol, decision="approve"), RoleRequired),
+        "service: approve a blocked version's request": lambda: refused_by_service(lambda: approvals.approval_decide(request=w["blocked_request"], approver=bob, decision="approve"), TransitionError, "only a candidate that passed the gate can be approved"),
+        "service: gate a version whose scores are missing": lambda: refused_by_service(lambda: gates.gate_evaluate(candidate=w["evaluating"]), GateNotReady, "Scores missing"),
+        "service: gate a candidate whose gate never started": lambda: refused_by_service(lambda: gates.gate_evaluate(candidate=w["candidate"]), TransitionError, "only an evaluating candidate"),
+        "service: gate a failed version": lambda: refused_by_service(lambda: gates.gate_evaluate(candidate=w["failed"]), TransitionError, "only an evaluating candidate"),
+        "service: re-run the gate of a blocked version": lambda: refused_by_service(lambda: gates.gate_rerun(version=w["blocked"], actor=bob), TransitionError, "only a version whose gate failed"),
+        "service: re-run the gate of a version awaiting approval": lambda: refused_by_service(lambda: gates.gate_rerun(version=w["awaiting"], actor=bob), TransitionError, "only a version whose gate failed"),
+        "service: re-run a gate as a contributor": lambda: refused_by_service(lambda: gates.gate_rerun(version=w["failed"], actor=alice), RoleRequired, "Skill owner"),
+        "service: start the gate of a blocked version": lambda: (gates.gate_start(version=w["blocked"]).status == "blocked" or pytest.fail("moved")),
+        "service: fail the gate of a version awaiting approval": lambda: (gates.gate_fail(version=w["awaiting"], error="x") is False or pytest.fail("moved")),
+        "service: ask for the job's promotion of a blocked version": lambda: (gates.gate_request_promotion(version=w["blocked"]) is None or pytest.fail("requested")),
         # admin actions
-        "admin: promote without an open request": lambda: refused_in_admin(
-            people, "promote", w["awaiting"], "has no open promotion request"),
-        "admin: promote a blocked version": lambda: refused_in_admin(
-            people, "promote", w["blocked"], "is blocked by the gate"),
-        "admin: promote one's own request": lambda: refused_in_admin(
-            people, "promote", w["admin_requested"], "four-eyes"),
-        "admin: roll back to a version never in production": lambda: refused_in_admin(
-            people, "rollback", w["never"], "never production"),
-        "admin: roll back to a candidate": lambda: refused_in_admin(
-            people, "rollback", w["awaiting"], "only a retired version"),
+        "admin: promote without an open request": lambda: refused_in_admin(people, "promote", w["awaiting"], "has no open promotion request"),
+        "admin: promote a blocked version": lambda: refused_in_admin(people, "promote", w["blocked"], "is blocked by the gate"),
+        "admin: promote one's own request": lambda: refused_in_admin(people, "promote", w["admin_requested"], "four-eyes"),
+        "admin: roll back to a version never in production": lambda: refused_in_admin(people, "rollback", w["never"], "never production"),
+        "admin: roll back to a candidate": lambda: refused_in_admin(people, "rollback", w["awaiting"], "only a retired version"),
         # management commands
-        "command: approve without an open request": lambda: refused_by_command(
-            "approve", n("awaiting"), "--user", "bob", match="has no open promotion request"),
-        "command: approve one's own request": lambda: refused_by_command(
-            "approve", n("requested"), "--user", "bob", match="four-eyes"),
-        "command: approve as a viewer": lambda: refused_by_command(
-            "approve", n("requested"), "--user", "vera", match="Skill owner role"),
-        "command: approve a blocked version": lambda: refused_by_command(
-            "approve", n("blocked"), "--user", "bob", match="blocked by the gate"),
+        "command: approve without an open request": lambda: refused_by_command("approve", n("awaiting"), "--user", "bob", match="has no open promotion request"),
+        "command: approve one's own request": lambda: refused_by_command("approve", n("requested"), "--user", "bob", match="four-eyes"),
+        "command: approve as a viewer": lambda: refused_by_command("approve", n("requested"), "--user", "vera", match="Skill owner role"),
+        "command: approve a blocked version": lambda: refused_by_command("approve", n("blocked"), "--user", "bob", match="blocked by the gate"),
         "command: show a blocked gate": lambda: refused_by_command("gate", n("blocked"), match="BLOCK"),
-        "command: re-run the gate of a blocked version": lambda: refused_by_command(
-            "gate", n("blocked"), "--rerun", match="only a version whose gate failed"),
-        "command: re-run the gate of a version awaiting approval": lambda: refused_by_command(
-            "gate", n("awaiting"), "--rerun", match="only a version whose gate failed"),
-        "command: re-run a gate as a viewer": lambda: refused_by_command(
-            "gate", n("failed"), "--rerun", "--user", "vera", match="Skill owner role"),
-        "command: gate a failed version without --rerun": lambda: refused_by_command(
-            "gate", n("failed"), match="--rerun"),
+        "command: re-run the gate of a blocked version": lambda: refused_by_command("gate", n("blocked"), "--rerun", match="only a version whose gate failed"),
+        "command: re-run the gate of a version awaiting approval": lambda: refused_by_command("gate", n("awaiting"), "--rerun", match="only a version whose gate failed"),
+        "command: re-run a gate as a viewer": lambda: refused_by_command("gate", n("failed"), "--rerun", "--user", "vera", match="Skill owner role"),
+        "command: gate a failed version without --rerun": lambda: refused_by_command("gate", n("failed"), match="--rerun"),
         # browser POSTs
-        "browser: request promotion of a blocked version": lambda: refused_in_browser(
-            alice, url("version_request_promotion", "blocked"), 409, "only a candidate that passed the gate"),
-        "browser: request promotion as a viewer": lambda: refused_in_browser(
-            vera, url("version_request_promotion", "awaiting"), 403, "Contributor role"),
-        "browser: approve one's own request": lambda: refused_in_browser(
-            bob, reverse("approval_decide", args=[w["request"].pk]), 403, "four-eyes", {"decision": "approve"}),
-        "browser: approve as a viewer": lambda: refused_in_browser(
-            vera, reverse("approval_decide", args=[w["request"].pk]), 403, "Skill owner role",
-            {"decision": "approve"}),
-        "browser: approve a blocked version's request": lambda: refused_in_browser(
-            bob, reverse("approval_decide", args=[w["blocked_request"].pk]), 409, "blocked",
-            {"decision": "approve"}),
-        "browser: retrain a version awaiting approval": lambda: refused_in_browser(
-            alice, url("version_retrain", "awaiting"), 302, "is not a stale or blocked candidate"),
-        "browser: retrain as a viewer": lambda: refused_in_browser(
-            vera, url("version_retrain", "blocked"), 403, "Contributor role"),
-        "browser: re-run the gate of a blocked version": lambda: refused_in_browser(
-            bob, url("version_rerun_gate", "blocked"), 409, "only a version whose gate failed"),
-        "browser: re-run a gate as a viewer": lambda: refused_in_browser(
-            vera, url("version_rerun_gate", "failed"), 403, "Skill owner role"),
-        "browser: re-run another team's gate": lambda: refused_in_browser(
-            carol, url("version_rerun_gate", "failed"), 404),
+        "browser: request promotion of a blocked version": lambda: refused_in_browser(alice, url("version_request_promotion", "blocked"), 409, "only a candidate that passed the gate"),
+        "browser: request promotion as a viewer": lambda: refused_in_browser(vera, url("version_request_promotion", "awaiting"), 403, "Contributor role"),
+        "browser: approve one's own request": lambda: refused_in_browser(bob, reverse("approval_decide", args=[w["request"].pk]), 403, "four-eyes", {"decision": "approve"}),
+        "browser: approve as a viewer": lambda: refused_in_browser(vera, reverse("approval_decide", args=[w["request"].pk]), 403, "Skill owner role", {"decision": "approve"}),
+        "browser: approve a blocked version's request": lambda: refused_in_browser(bob, reverse("approval_decide", args=[w["blocked_request"].pk]), 409, "blocked", {"decision": "approve"}),
+        "browser: retrain a version awaiting approval": lambda: refused_in_browser(alice, url("version_retrain", "awaiting"), 302, "is not a stale or blocked candidate"),
+        "browser: retrain as a viewer": lambda: refused_in_browser(vera, url("version_retrain", "blocked"), 403, "Contributor role"),
+        "browser: re-run the gate of a blocked version": lambda: refused_in_browser(bob, url("version_rerun_gate", "blocked"), 409, "only a version whose gate failed"),
+        "browser: re-run a gate as a viewer": lambda: refused_in_browser(vera, url("version_rerun_gate", "failed"), 403, "Skill owner role"),
+        "browser: re-run another team's gate": lambda: refused_in_browser(carol, url("version_rerun_gate", "failed"), 404),
     }
 
 
