@@ -75,7 +75,7 @@ def register_base(name: str, artifact_path: str, architecture: str):
     from registry.services.base_models import base_model_register
     from workers.engine.contract.probes import load_probes
 
-    return base_model_register(name=name, source="bench", source_path=artifact_path, artifact_path=artifact_path,
+    return base_model_register(name=name, source="hf", source_path=artifact_path, artifact_path=artifact_path,
                                sha256="0" * 64, architecture=architecture, num_parameters=0, context_length=2048,
                                probes=load_probes())
 

@@ -121,7 +121,7 @@ class TrainForm(forms.Form):
         help_text="Comma-separated skill slugs, e.g. policy-codes, ticket-routing. Empty: every earlier skill.")
 
     # A retrain carries the blocked job's other settings (e.g. num_loss_tokens_to_skip) unchanged.
-    carried = forms.CharField(required=False, widget=forms.HiddenInput)
+    carried = forms.CharField(required=False, widget=forms.HiddenInput, max_length=20_000)
 
     HYPERPARAMETERS = ("learning_rate", "num_epochs", "max_steps", "batch_size", "lora_r")
     NOT_CARRIED = {"method", "teacher_style", "anchor_pool_sha256"}  # job_request sets these itself
@@ -149,8 +149,8 @@ class TrainForm(forms.Form):
     def clean_carried(self) -> dict:
         raw = self.cleaned_data["carried"].strip()
         try:
-            value = json.loads(raw) if raw else {}
-        except json.JSONDecodeError:
+            value = load_json(raw) if raw else {}
+        except JSONRefused:
             value = None
         if not isinstance(value, dict):
             raise forms.ValidationError("The carried settings are not a JSON object; start the form again.")

@@ -13,15 +13,19 @@ class SkillAdmin(TeamScopedAdmin):
     team_path = "team"
     list_display = ["name", "slug", "team", "scorer", "teacher_style", "tolerance", "min_gain", "status"]
     list_filter = ["team", "status", "teacher_style"]
-    prepopulated_fields = {"slug": ["name"]}
     # The gate's rules change on the skill's Edit page (skills.services.skill_update: audited, and loosening
     # waits for a second skill owner) or by archiving there, never by a silent admin edit.
-    readonly_fields = ["tolerance", "min_gain", "status", "scorer", "scorer_options"]
+    # Everything the gate reads or the skill page edits (audited) is read-only here; a skill is created on
+    # the Skills page (skill_create, audited).
+    readonly_fields = ["slug", "name", "description", "tolerance", "min_gain", "status", "scorer", "scorer_options",
+                       "teacher_style", "max_new_tokens", "created_by"]
+
+    def has_add_permission(self, request):
+        return False
 
     def get_readonly_fields(self, request, obj=None):
         # Moving a skill hands its cases to another team: a platform admin's act (audited by teams.signals).
-        moves = obj is None or is_platform_admin(request.user)
-        return self.readonly_fields + ([] if moves else ["team"])
+        return self.readonly_fields + ([] if is_platform_admin(request.user) else ["team"])
 
 
 # Uploads are immutable (created by the upload service only); rule changes are asked for and decided on

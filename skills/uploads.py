@@ -19,7 +19,6 @@ from django.utils import timezone
 from skills.models import DemonstrationSet
 
 SUFFIXES = ("upload", "eval")
-DEFAULT_TTL_S = 24 * 3600  # a day: long enough to come back from lunch, short enough that 50 MB files go
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 _PENDING_FILE = re.compile(r"[0-9a-f]{32}\.(?:upload|eval)")
 
@@ -69,7 +68,7 @@ def pending_uploads_expire(now: datetime | None = None) -> int:
     """Delete pending upload files last written more than ACCRETE_UPLOAD_TTL_S seconds before `now`, and
     return how many were deleted. Only files this module names are touched. An upload confirmed after its
     files went is told to upload again: nothing half-saved."""
-    ttl = getattr(settings, "ACCRETE_UPLOAD_TTL_S", DEFAULT_TTL_S)
+    ttl = settings.ACCRETE_UPLOAD_TTL_S
     cutoff = (now or timezone.now()).timestamp() - ttl
     deleted = 0
     for path in uploads_dir().iterdir():

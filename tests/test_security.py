@@ -1,6 +1,7 @@
 """The platform's outer walls: login throttling, the Content-Security-Policy, the database URL's options, and
 a team switcher that refuses what is not a team id."""
 
+import os
 import re
 import subprocess
 import sys
@@ -194,3 +195,11 @@ def test_a_browser_runs_every_page_under_the_policy_without_a_violation(open_bro
     expect(page.locator("[data-testid=job-step]")).to_have_text("90 / 120", timeout=10_000)
 
     assert refused == []
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity"])
+def test_a_setting_that_is_not_a_finite_number_fails_loudly_at_start(value):
+    """A NaN tolerance would compare False with every drop: the gate would never block."""
+    done = subprocess.run([sys.executable, "manage.py", "check"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "ACCRETE_PROBE_TOLERANCE": value})
+    assert done.returncode != 0 and f"ACCRETE_PROBE_TOLERANCE='{value}' is not a finite number" in done.stderr

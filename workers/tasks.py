@@ -43,7 +43,13 @@ def train_job(self, job_id: int):
     return version_id
 
 
-@shared_task(bind=True, acks_late=True, time_limit=settings.CELERY_EVAL_TIME_LIMIT_S, max_retries=60)
+GATE_RETRY_S = 30
+# A gate waits (retrying) while another worker scores a suite it needs; that worker's eval run counts as dead
+# only after CELERY_EVAL_TIME_LIMIT_S, so the gate keeps waiting at least that long (plus the grace).
+GATE_MAX_RETRIES = (settings.CELERY_EVAL_TIME_LIMIT_S + settings.ACCRETE_GATE_GRACE_S) // GATE_RETRY_S + 1
+
+
+@shared_task(bind=True, acks_late=True, time_limit=settings.CELERY_EVAL_TIME_LIMIT_S, max_retries=GATE_MAX_RETRIES)
 def gate_candidate(self, version_id: int):
     try:
         return pipeline.run_candidate_gate(version_id)
@@ -52,7 +58,7 @@ def gate_candidate(self, version_id: int):
             # Out of retries: fail the gate with the reason (a skill owner can re-run it), not evaluating forever.
             pipeline.gate_give_up(version_id, f"Gave up after {self.max_retries} retries: {exc}")
             return None
-        raise self.retry(exc=exc, countdown=30) from exc
+        raise self.retry(exc=exc, countdown=GATE_RETRY_S) from exc
 
 
 @shared_task(time_limit=settings.CELERY_EVAL_TIME_LIMIT_S)

@@ -7,7 +7,6 @@ TRAIN_JOB = "workers.tasks.train_job"
 GATE_CANDIDATE = "workers.tasks.gate_candidate"
 READINESS_CHECK = "workers.tasks.readiness_check"
 PLAYGROUND_GENERATE = "workers.tasks.playground_generate"
-REAP_STALE_JOBS = "workers.tasks.reap_stale_jobs"
 
 
 def send(name: str, *args):

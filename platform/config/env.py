@@ -4,6 +4,7 @@ Each one fails loudly on a value it cannot parse: a typo in production must stop
 not turn into a silent default.
 """
 
+import math
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -36,6 +37,8 @@ def _env_number(name: str, default, minimum, parse, what: str):
         value = parse(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not {what}.") from None
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a finite number.")
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}.")
     return value

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from config import dispatch
+from config.errors import AccreteError
 from demo import seeding
 from demo.progress import Terminal, follow, wait
 from demo.report import write_report
@@ -113,7 +114,10 @@ def skill_add(term: Terminal, skill: Skill, method: str, config: dict, requester
         term.say("  trained before; showing its gate.")
         job = done
         if done.candidate.status == ModelVersion.Status.FAILED:  # an earlier run's gate failed: run it again
-            gate_rerun(version=done.candidate, actor=approver)
+            try:
+                gate_rerun(version=done.candidate, actor=approver)
+            except AccreteError as exc:
+                raise CommandError(str(exc)) from None
         elif not GateResult.objects.filter(candidate__training_job=done).exists():
             dispatch.send(dispatch.GATE_CANDIDATE, done.candidate.pk)  # an earlier run stopped before its gate finished
     else:

@@ -20,6 +20,7 @@ from registry.selectors import gate_report, versions_visible_to
 from registry.services.approvals import approval_decide
 from registry.services.versions import require_awaiting_approval, version_rollback
 from teams.admin_scope import TeamScopedAdmin, scope_to_teams
+from teams.permissions import is_platform_admin
 
 
 @admin.register(BaseModel)
@@ -33,7 +34,8 @@ class BaseModelAdmin(ReadOnlyAdmin):
     readonly_fields = [f for f in fields if f != "probe_tolerance"]
 
     def has_change_permission(self, request, obj=None):
-        return admin.ModelAdmin.has_change_permission(self, request, obj)
+        # The probe tolerance holds every team's lineage: a platform admin's setting (audited below).
+        return is_platform_admin(request.user) and admin.ModelAdmin.has_change_permission(self, request, obj)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

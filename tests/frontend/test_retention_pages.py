@@ -127,6 +127,16 @@ def test_an_unknown_skill_to_rehearse_is_named_on_the_form(login, skill, base_ve
     assert not TrainingJob.objects.exists()
 
 
+@pytest.mark.parametrize("carried", ["[" * 5000, '{"seed": ' + "9" * 5000 + "}", '{"seed": NaN}', "[]",
+                                     "x" * 30_000], ids=["deep", "digits", "NaN", "not an object", "too long"])
+def test_hostile_carried_settings_are_refused_on_the_form(login, skill, base_version, carried):
+    response = login("alice").post(reverse("job_start", args=[skill.pk]), {
+        "method": "sdft", "demonstration_set": skill.demonstration_sets.first().pk, "carried": carried})
+
+    assert response.status_code == 400
+    assert not TrainingJob.objects.exists()
+
+
 def test_the_job_page_says_how_the_job_anchored(login, blocked, skill):
     job = blocked.training_job
     job.config = {**job.config, "anchor_ratio": 2.0, "rehearsal": "demonstration",

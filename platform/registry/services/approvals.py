@@ -23,6 +23,8 @@ def promotion_request_create(*, version: ModelVersion, actor, comment: str = "")
     """A contributor of the skill's team puts a candidate that passed the gate up for approval."""
     if version.skill_id is None:
         raise TransitionError(f"v{version.number} is a base version: it is not promoted through approvals.")
+    if actor is None:
+        raise TransitionError("A promotion request is a person's: name who asks for it.")
     require_role(actor, version.skill.team, Role.CONTRIBUTOR, action=f"ask for the promotion of v{version.number}")
     with transaction.atomic():
         locked = ModelVersion.objects.select_for_update(of=("self",))
@@ -45,6 +47,8 @@ def approval_decide(*, request: PromotionRequest, approver, decision: str, comme
     """A skill owner (not the requester) approves — promoting the version — or rejects it. Approving a
     candidate whose parent left production marks it stale (closing the request) and is refused."""
     version = request.version
+    if approver is None:
+        raise SelfApprovalError("An approval is a second person's decision: name the approver (four-eyes rule).")
     require_role(approver, version.skill.team, Role.SKILL_OWNER, action=f"approve v{version.number}")
     if approver.pk == request.requested_by_id:
         raise SelfApprovalError(

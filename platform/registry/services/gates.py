@@ -74,7 +74,7 @@ def _case_pairs(before: EvalRun, after: EvalRun) -> list[tuple[CaseResult, CaseR
 
 def _flips(after: EvalRun, pairs: list[tuple[CaseResult, CaseResult]]) -> list[dict]:
     return [{
-        "suite": str(after.suite), "case": new.case.key, "direction": "pass→fail" if prev.passed else "fail→pass",
+        "suite": str(after.suite), "suite_id": after.suite_id, "case": new.case.key, "direction": "pass→fail" if prev.passed else "fail→pass",
         "prompt": new.case.prompt[-1]["content"], "expected": new.case.reference,
         "old_output": prev.output, "new_output": new.output, "detail": new.detail,
     } for prev, new in pairs if prev.passed != new.passed]
