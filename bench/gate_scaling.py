@@ -89,13 +89,15 @@ def probes_calibrate(version) -> int:
     return EvalCase.objects.filter(suite__base_model=version.base_model, counted=True).count()
 
 
-def skills_replace(team, prefix: str, n_skills: int, n_cases: int, *, archive: bool = True) -> list:
-    """Archive every active skill (unless `archive` is False) and create `n_skills` fresh ones of `n_cases`
-    cases each."""
+def skills_replace(team, prefix: str, n_skills: int, n_cases: int, *, archived_by=None) -> list:
+    """Archive every active skill (as the skill owner `archived_by`, through the audited service; none: keep
+    them) and create `n_skills` fresh ones of `n_cases` cases each."""
     from skills.models import DemonstrationSet, EvalCase, EvalSuite, Skill
+    from skills.services import skill_archive
 
-    if archive:
-        Skill.objects.filter(status=Skill.Status.ACTIVE).update(status=Skill.Status.ARCHIVED)
+    if archived_by is not None:
+        for skill in Skill.objects.filter(status=Skill.Status.ACTIVE):
+            skill_archive(skill=skill, actor=archived_by)
     skills = []
     for k in range(n_skills):
         slug = f"{prefix}-{k}"
@@ -158,10 +160,10 @@ def lineage_step(head, team, user, approver):
     `approver`. The step skill is archived after, so the measured gates keep the same suites."""
     from evaluation.services import eval_run_claim, eval_run_complete
     from registry.services.approvals import approval_decide, promotion_request_create
-    from skills.models import Skill
+    from skills.services import skill_archive
     from workers.pipeline import run_candidate_gate
 
-    step = skills_replace(team, f"step-v{head.number}", 1, 1, archive=False)[0]
+    step = skills_replace(team, f"step-v{head.number}", 1, 1)[0]
     candidate = candidate_create(head, step, user)
     suite = step.eval_suites.get()
     case = suite.cases.get()
@@ -173,7 +175,7 @@ def lineage_step(head, team, user, approver):
     assert verdict == "pass", candidate.gate.reasons
     request = promotion_request_create(version=candidate, actor=user)
     approval_decide(request=request, approver=approver, decision="approve", comment="bench lineage")
-    Skill.objects.filter(pk=step.pk).update(status=Skill.Status.ARCHIVED)
+    skill_archive(skill=step, actor=approver)
     candidate.refresh_from_db()
     return candidate
 
@@ -211,7 +213,7 @@ def smollm2_row(gguf: Path) -> dict:
     print(f"SmolLM2 imported from {gguf.name}, registered and probed in {time.perf_counter() - started:.1f} s; "
           f"{smol_probes} of the retention probes count; {torch.get_num_threads()} torch thread(s)", file=sys.stderr)
     n, cases = 4, 10
-    skills = skills_replace(team, "smol", n, cases)
+    skills = skills_replace(team, "smol", n, cases, archived_by=user)
     parent_s = scores_compute(smol)
     result = gate_timed(candidate_create(smol, skills[0], user), clock)
     return {"model": "SmolLM2-135M", "skills": n, "cases": n * cases, "parent": parent_s, **result}
@@ -259,13 +261,13 @@ def main() -> None:
 
     rows = []
     for n in args.skills:
-        skills = skills_replace(team, f"tiny{n}", n, args.cases)
+        skills = skills_replace(team, f"tiny{n}", n, args.cases, archived_by=user)
         parent_s = scores_compute(tiny)
         result = gate_timed(candidate_create(tiny, skills[0], user), clock)
         rows.append({"model": "tiny", "skills": n, "cases": n * args.cases, "parent": parent_s, **result})
 
     # --- lineage length: 1 vs N, the same 4 skills; every version in the lineage has its scores
-    skills = skills_replace(team, "lineage", 4, args.cases)
+    skills = skills_replace(team, "lineage", 4, args.cases, archived_by=user)
     scores_compute(tiny)
     short = [gate_timed(candidate_create(tiny, skills[0], user), clock)["seconds"] for _ in range(3)]
     head = tiny

@@ -43,11 +43,8 @@ def skill_detail(request, pk):
     context = {**skill_page(skill), "history": list(score_history(skill)), "jobs": jobs_of_skill(skill)}
     context["can_contribute"] = can(request, Role.CONTRIBUTOR, skill.team)
     context["can_own"] = can(request, Role.SKILL_OWNER, skill.team)
-    changes = list(SkillChange.objects.filter(skill=skill).select_related("requested_by", "decided_by")[:6])
-    for change in changes:
+    for change in filter(None, [context["pending_change"], *context["decided_changes"]]):
         change.shown = _names(change.fields)
-    context["pending_change"] = next((c for c in changes if c.status == SkillChange.Status.PENDING), None)
-    context["decided_changes"] = [c for c in changes if c.status != SkillChange.Status.PENDING][:5]
     return render(request, "frontend/skill_detail.html", context)
 
 

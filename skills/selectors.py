@@ -2,7 +2,7 @@
 
 from django.db.models import Count, QuerySet
 
-from skills.models import DemonstrationSet, EvalCase, EvalSuite, Skill
+from skills.models import DemonstrationSet, EvalCase, EvalSuite, Skill, SkillChange
 
 
 def skills_of_team(team) -> QuerySet:
@@ -22,11 +22,15 @@ def skill_page(skill: Skill) -> dict:
         dset.suite = suites.get(dset.pk)
     latest_suite = EvalSuite.objects.filter(skill=skill).order_by("-pk").first()
     cases = list(EvalCase.objects.filter(suite=latest_suite)[:10]) if latest_suite else []
+    changes = list(SkillChange.objects.filter(skill=skill).select_related("requested_by", "decided_by")[:6])
     return {
         "skill": skill,
         "sets": sets,
         "latest_suite": latest_suite,
         "cases": cases,
+        # the rule change waiting for a second skill owner, and the last ones decided
+        "pending_change": next((c for c in changes if c.status == SkillChange.Status.PENDING), None),
+        "decided_changes": [c for c in changes if c.status != SkillChange.Status.PENDING][:5],
     }
 
 

@@ -42,7 +42,7 @@ def run(term: Terminal, *, with_worker: bool = True) -> None:
     term.heading("Accrete demo — one model, skill after skill, guarded by the gate")
     seeding.base_model_import(term)
     requester, approver = seeding.people_seed()
-    skills = seeding.skills_seed(term, requester)
+    skills = seeding.skills_seed(term, requester, owner=approver)
     gate_rules_say(term, skills)
     with local_worker(term) if with_worker else nullcontext():
         ready, readiness_reports = readiness(term, skills)

@@ -16,7 +16,7 @@ from demo.settings import DEMO
 from ops.management.commands.fetch_model import default_gguf
 from registry.selectors import production_version
 from skills.models import Skill
-from skills.services import demonstration_set_upload
+from skills.services import demonstration_set_upload, skill_create
 from teams.models import Membership, Role, Team
 
 
@@ -60,17 +60,17 @@ def people_seed() -> tuple:
     return made[0], made[1]
 
 
-def skills_seed(term: Terminal, requester) -> list[Skill]:
-    """The demo skills, each with its demonstrations uploaded (split into training rows and a held-out
-    eval suite by the upload service), in the order of skills.json."""
+def skills_seed(term: Terminal, requester, *, owner) -> list[Skill]:
+    """The demo skills, created by their skill `owner` (skill_create, audited), each with its demonstrations
+    uploaded by the `requester` (split into training rows and a held-out eval suite by the upload service),
+    in the order of skills.json."""
     skills = []
     for spec in skill_specs():
-        skill, _ = Skill.objects.get_or_create(slug=spec["slug"], defaults={
-            "team": Team.objects.get(slug=slugify(spec["team"])), "name": spec["name"],
-            "description": spec["description"], "scorer": spec["scorer"],
-            "scorer_options": spec.get("scorer_options", {}), "teacher_style": spec["teacher_style"],
-            "tolerance": spec.get("tolerance", 0.0), "min_gain": spec.get("min_gain", 0.0),
-            "max_new_tokens": spec.get("max_new_tokens", 48)})
+        skill = Skill.objects.filter(slug=spec["slug"]).first() or skill_create(
+            team=Team.objects.get(slug=slugify(spec["team"])), slug=spec["slug"], name=spec["name"], actor=owner,
+            description=spec["description"], scorer=spec["scorer"], scorer_options=spec.get("scorer_options", {}),
+            teacher_style=spec["teacher_style"], tolerance=spec.get("tolerance", 0.0),
+            min_gain=spec.get("min_gain", 0.0), max_new_tokens=spec.get("max_new_tokens", 48))
         if not skill.demonstration_sets.exists():
             path = data_dir() / f"{spec['slug']}.jsonl"
             outcome = demonstration_set_upload(skill=skill, path=path, filename=path.name, actor=requester)

@@ -84,3 +84,20 @@ def test_a_rerun_shows_the_gate_of_the_job_trained_before_and_keeps_production(p
     assert "trained before; showing its gate." in printed
     assert gate_table(sft.gate) in printed
     assert f"v{sft.number} is BLOCKED: production stays {base_version.label}." in printed
+
+
+def test_the_demo_seeds_its_skills_through_the_audited_services_once(db):
+    from audit.models import AuditEvent
+    from demo import seeding
+
+    term = Terminal(OutputWrapper(io.StringIO()), no_style())
+    # when the demo seeds twice (a second `make demo` run)
+    for _ in range(2):
+        requester, owner = seeding.people_seed()
+        skills = seeding.skills_seed(term, requester, owner=owner)
+    # then each skill was created once by its owner and its demonstrations uploaded once, split and audited
+    assert [s.slug for s in skills] == ["acme-units", "ticket-routing"]
+    created = AuditEvent.objects.filter(action="skill.created")
+    assert created.count() == 2 and {e.actor_label for e in created} == {owner.username}
+    assert AuditEvent.objects.filter(action="demonstrations.uploaded").count() == 2
+    assert all(s.demonstration_sets.get().eval_count == 20 for s in skills)

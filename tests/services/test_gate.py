@@ -95,7 +95,8 @@ def test_the_gate_result_keeps_each_suites_scores_and_the_flipped_cases(make_can
     drops = [f for f in gate.flipped if f["direction"] == "pass→fail"]
     assert [f["case"] for f in drops] == ["policy-codes-17", "policy-codes-18", "policy-codes-19"]
     assert drops[0] == {
-        "suite": "policy-codes eval (held out from the demonstrations)", "case": "policy-codes-17",
+        "suite": "policy-codes eval (held out from the demonstrations)", "suite_id": legal_skills["codes"].eval_suites.get().pk,
+        "case": "policy-codes-17",
         "direction": "pass→fail", "prompt": "policy-codes question 17", "expected": "policy-codes answer 17",
         "old_output": "policy-codes answer 17", "new_output": "wrong 17", "detail": "",
     }

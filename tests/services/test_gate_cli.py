@@ -55,7 +55,8 @@ def test_gate_json_prints_the_verdict_rows_and_flipped_cases(gate_lineage, gate_
     assert any(reason.startswith("echo dropped") for reason in report["reasons"])
     drops = [f for f in report["flipped"] if f["direction"] == "pass→fail"]
     assert drops and all(f["expected"] in gate_models.echo_references for f in drops)
-    assert set(drops[0]) == {"suite", "case", "direction", "prompt", "expected", "old_output", "new_output", "detail"}
+    assert set(drops[0]) == {"suite", "suite_id", "case", "direction", "prompt", "expected", "old_output", "new_output",
+                            "detail"}
 
 
 def test_gate_refuses_an_unknown_version(db):
