@@ -87,8 +87,8 @@ def _retrain_with_retention(request, version):
 
 
 def _user_config(snapshot: dict) -> dict:
-    # The snapshot already holds method and teacher_style; job_request sets those itself.
-    return {k: v for k, v in snapshot.items() if k not in {"method", "teacher_style"}}
+    # What job_request sets itself (method, teacher style, the anchor pool's hash) is not carried over.
+    return {k: v for k, v in snapshot.items() if k not in TrainForm.NOT_CARRIED}
 
 
 @page
@@ -104,15 +104,11 @@ def version_request_promotion(request, pk):
     return redirect("version_detail", pk=version.pk)
 
 
-def _matrix_for(user) -> dict:
-    return forgetting_matrix_for(user)
-
-
 @page
 def matrix(request):
-    return render(request, "frontend/matrix.html", {"matrix": _matrix_for(request.user)})
+    return render(request, "frontend/matrix.html", {"matrix": forgetting_matrix_for(request.user)})
 
 
 @page
 def matrix_json(request):
-    return JsonResponse(_matrix_for(request.user))
+    return JsonResponse(forgetting_matrix_for(request.user))

@@ -6,6 +6,7 @@ their teams in a form. What a row's team is, each admin says in `team_path` (a l
 from django.contrib import admin
 from django.db.models import Q
 
+from config.admin_base import ReadOnlyAdmin
 from teams.models import Team
 from teams.permissions import case_access
 
@@ -37,8 +38,6 @@ def scope_to_teams(qs, user, team_path: str, shared_path: str = ""):
 
 def register_read_only(model, team_path: str, *, shared_path: str = "", **options) -> None:
     """Register `model` in the admin read-only, each row scoped to the user's teams through `team_path`."""
-    from config.admin_base import ReadOnlyAdmin
-
     attrs = {"team_path": team_path, "shared_path": shared_path, "__module__": model.__module__, **options}
     admin.site.register(model, type(f"{model.__name__}Admin", (TeamScopedAdmin, ReadOnlyAdmin), attrs))
 
