@@ -13,6 +13,7 @@ from registry.models import ModelVersion
 from registry.services import gates
 from skills.uploads import pending_uploads_expire
 from training import services as jobs
+from webhooks.services import webhook_deliver, webhook_deliveries_overdue
 from workers import pipeline
 
 log = get_task_logger(__name__)
@@ -81,3 +82,22 @@ def expire_pending_uploads():
 def reap_stale_jobs():
     """The reaper (beat, every minute): jobs whose worker died or whose message was lost, and gates stuck."""
     return {"jobs": jobs.job_reap_stale(), "gates": gates.gate_reap_stuck()}
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None, time_limit=120)
+def deliver_webhook(self, delivery_id: int):
+    """One attempt at a webhook delivery; on a failure, again after an exponential backoff (the delivery
+    row counts the attempts and gives up after ACCRETE_WEBHOOK_MAX_ATTEMPTS)."""
+    wait = webhook_deliver(delivery_id)
+    if wait is not None:
+        raise self.retry(countdown=wait)
+    return delivery_id
+
+
+@shared_task
+def sweep_webhooks():
+    """Beat, every minute: pending deliveries whose retry was lost with a worker are queued again."""
+    overdue = webhook_deliveries_overdue()
+    for delivery_id in overdue:
+        deliver_webhook.delay(delivery_id)
+    return overdue

@@ -16,6 +16,11 @@ def acting_user():
     return user if user is not None and user.is_authenticated else None
 
 
+def acting_token():
+    """The API token the current request authenticated with (set on the request by the API), or None."""
+    return getattr(_request.get(), "api_token", None)
+
+
 class AuditActorMiddleware:
     """Remembers the request for the length of its handling (after AuthenticationMiddleware). The request,
     not its user: request.user stays lazy, so a request that changes nothing costs no query."""

@@ -25,6 +25,7 @@ app.conf.update(
         "workers.tasks.gate_candidate": {"queue": "eval"},
         "workers.tasks.playground_generate": {"queue": "eval"},
         "workers.tasks.readiness_check": {"queue": "eval"},
+        "workers.tasks.deliver_webhook": {"queue": "default"},
     },
     # A training task holds a GPU for hours: take one at a time, acknowledge it only when done, and
     # give it back to the queue if the worker process dies under it.
@@ -37,6 +38,7 @@ app.conf.update(
     beat_schedule={
         "reap-stale-jobs": {"task": "workers.tasks.reap_stale_jobs", "schedule": 60.0},
         "expire-pending-uploads": {"task": "workers.tasks.expire_pending_uploads", "schedule": 3600.0},
+        "sweep-webhooks": {"task": "workers.tasks.sweep_webhooks", "schedule": 60.0},
     },
 )
 app.autodiscover_tasks(["workers"])

@@ -7,6 +7,7 @@ TRAIN_JOB = "workers.tasks.train_job"
 GATE_CANDIDATE = "workers.tasks.gate_candidate"
 READINESS_CHECK = "workers.tasks.readiness_check"
 PLAYGROUND_GENERATE = "workers.tasks.playground_generate"
+DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
 
 
 def send(name: str, *args):

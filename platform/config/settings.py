@@ -36,6 +36,10 @@ INSTALLED_APPS = [
     "evaluation",
     "registry",
     "training",
+    "tokens",
+    "webhooks",
+    "ninja",
+    "api",
     "frontend",
     "demo",
     "ops",
@@ -253,3 +257,19 @@ ACCRETE_PROBE_TOLERANCE = env_float("ACCRETE_PROBE_TOLERANCE", 0.0, minimum=0.0)
 # against the best score it had since it entered production, the retention probes against the base model.
 ACCRETE_LINEAGE_SKILL_TOLERANCE = env_float("ACCRETE_LINEAGE_SKILL_TOLERANCE", 0.2, minimum=0.0)
 ACCRETE_LINEAGE_PROBE_TOLERANCE = env_float("ACCRETE_LINEAGE_PROBE_TOLERANCE", 0.3, minimum=0.0)
+
+# --- The machine interface: /api/v1, tokens, webhooks --------------------------------------------
+# Per-token (per-user for browser sessions) request rate of /api/v1, e.g. "600/min"; "" turns it off.
+ACCRETE_API_RATE = env_str("ACCRETE_API_RATE", "600/min")
+ACCRETE_API_PAGE_MAX = env_int("ACCRETE_API_PAGE_MAX", 200, minimum=1)
+# Webhook deliveries: the first retry after ACCRETE_WEBHOOK_RETRY_BASE_S, doubling (at most an hour apart),
+# given up after ACCRETE_WEBHOOK_MAX_ATTEMPTS attempts; each attempt waits ACCRETE_WEBHOOK_TIMEOUT_S at most.
+ACCRETE_WEBHOOK_RETRY_BASE_S = env_float("ACCRETE_WEBHOOK_RETRY_BASE_S", 10.0, minimum=0.0)
+ACCRETE_WEBHOOK_MAX_ATTEMPTS = env_int("ACCRETE_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+ACCRETE_WEBHOOK_TIMEOUT_S = env_float("ACCRETE_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1)
+# The rate limit's counters: per process by default; set ACCRETE_CACHE_URL=redis://… so that every web
+# process counts together (docker-compose does).
+ACCRETE_CACHE_URL = env_str("ACCRETE_CACHE_URL", "")
+CACHES = {"default": ({"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": ACCRETE_CACHE_URL}
+                      if ACCRETE_CACHE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"})}
+NINJA_PAGINATION_MAX_LIMIT = ACCRETE_API_PAGE_MAX

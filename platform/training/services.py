@@ -133,7 +133,7 @@ def job_succeed(*, job_id: int, artifact_path: str, adapter_path: str, checksums
         job_event(job=job, kind="succeeded", message=f"Training finished: candidate v{version.number}.",
                   data={"version": version.number, **{k: metrics.get(k) for k in ("final_loss", "wall_seconds")}})
         audit_record(actor=None, action="job.succeeded", obj=job, team=job.skill.team,
-                     data={"version": version.number})
+                     data={"version": version.number, "skill": job.skill.slug})
     return version
 
 
@@ -144,7 +144,8 @@ def job_fail(*, job_id: int, error: str) -> bool:
                     error=error[:5000]):
             return False
         job_event(job=job, kind="failed", message=f"Training failed: {error.splitlines()[0] if error else ''}"[:500])
-        audit_record(actor=None, action="job.failed", obj=job, team=job.skill.team, data={"error": error[:1000]})
+        audit_record(actor=None, action="job.failed", obj=job, team=job.skill.team,
+                     data={"error": error[:1000], "skill": job.skill.slug})
     return True
 
 
@@ -159,6 +160,8 @@ def job_cancel_request(*, job: TrainingJob, actor) -> TrainingJob:
         # A job no worker holds yet is cancelled right away.
         if _cas(job.pk, {J.VALIDATING, J.QUEUED}, J.CANCELLED, finished_at=timezone.now()):
             job_event(job=job, kind="cancelled", message="Cancelled before it started.")
+            audit_record(actor=actor, action="job.cancelled", obj=job, team=job.skill.team,
+                         data={"skill": job.skill.slug, "before_start": True})
     job.refresh_from_db()
     return job
 
@@ -169,7 +172,7 @@ def job_mark_cancelled(*, job_id: int) -> bool:
         if not _cas(job_id, {J.QUEUED, J.RUNNING}, J.CANCELLED, finished_at=timezone.now()):
             return False
         job_event(job=job, kind="cancelled", message="Cancelled: partial artifacts removed, the parent is untouched.")
-        audit_record(actor=None, action="job.cancelled", obj=job, team=job.skill.team)
+        audit_record(actor=None, action="job.cancelled", obj=job, team=job.skill.team, data={"skill": job.skill.slug})
     return True
 
 

@@ -129,7 +129,8 @@ def _transition(*, version: ModelVersion, to: str, actor=None, reason: str = "",
         for name, value in (fields or {}).items():
             setattr(version, name, value)
         audit_record(actor=actor, action=f"version.{to}", obj=version, team=_team_of(version),
-                     data={"from": old, "to": to, **({"reason": reason} if reason else {}), **(data or {})})
+                     data={"version": version.number, "from": old, "to": to, **({"reason": reason} if reason else {}),
+                           **(data or {})})
         if to in OUT_OF_THE_RUNNING:
             _close_open_requests(version=version, reason=reason or f"v{version.number} is {_label(to)}.",
                                  actor=actor)

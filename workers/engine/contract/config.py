@@ -40,11 +40,16 @@ PAPER_WARMUP_STEPS = 10
 
 
 class ConfigError(ValueError):
-    """A TrainConfig field is out of range; the message names the field, the value and what is allowed."""
+    """A TrainConfig field is out of range; the message names the field, the value and what is allowed, and
+    `field` names the field alone (the API's problem details point at it)."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def _fail(field: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"TrainConfig.{field}={value!r} is invalid: {allowed}")
+    raise ConfigError(f"TrainConfig.{field}={value!r} is invalid: {allowed}", field=field)
 
 
 @dataclass
@@ -219,6 +224,30 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(
-                f"TrainConfig has no field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}"
+                f"TrainConfig has no field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}",
+                field=unknown[0],
             )
+        for field in dataclasses.fields(cls):
+            if field.name in data:
+                _check_type(field, data[field.name])
         return cls(**data)
+
+
+_SCALARS = {"int": (int, float), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _check_type(field: dataclasses.Field, value: Any) -> None:
+    """A value of the wrong JSON type (a string where a number goes, null where a value is needed) is
+    refused naming its field, before any range check compares it."""
+    kinds = [part.strip() for part in str(field.type).split("|")]
+    if value is None:
+        if "None" not in kinds:
+            _fail(field.name, value, "must not be null")
+        return
+    if any(kind not in _SCALARS and kind != "None" for kind in kinds):
+        return  # a list or another structured type: its own check in __post_init__ says what it takes
+    accepted = tuple(t for kind in kinds if kind != "None" for t in _SCALARS[kind])
+    wrong_bool = isinstance(value, bool) and bool not in accepted
+    if wrong_bool or not isinstance(value, accepted):
+        expected = " or ".join(kind for kind in kinds if kind != "None")
+        _fail(field.name, value, f"must be {'an' if expected[0] in 'aeiou' else 'a'} {expected}")

@@ -1,0 +1,1 @@
+"""The `accrete` command: a thin client of the HTTP API (see main.py)."""

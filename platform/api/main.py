@@ -1,0 +1,28 @@
+"""/api/v1: the machine interface, over the same services and selectors as the browser (so it cannot walk
+around a rule). OpenAPI at /api/v1/openapi.json, interactive docs at /api/v1/docs (assets served from
+this server: no CDN)."""
+
+from ninja import NinjaAPI
+
+from api import problems
+from api.auth import BrowserSession, PerTokenRate, TokenAuth
+from api.routes import account, jobs, skills, versions
+
+DESCRIPTION = """
+The Accrete platform's HTTP API. Authenticate with `Authorization: Bearer acc_…` (a personal token or a
+team service account's, created under Settings → API tokens), or from a signed-in browser (CSRF token
+required on unsafe methods). Every role and team-privacy rule of the browser applies.
+
+Errors are problem details (RFC 9457, `application/problem+json`): `status`, `title`, `detail`, a `code`,
+and `errors` naming each field (a JSON pointer) or file and line to fix. Lists are paged
+(`limit`, `offset` → `count`, `items`). Calls are rate-limited per token (HTTP 429 with `Retry-After`).
+"""
+
+api = NinjaAPI(title="Accrete API", version="1", description=DESCRIPTION, urls_namespace="api-v1",
+               auth=[TokenAuth(), BrowserSession()], throttle=[PerTokenRate()], docs_url="/docs",
+               openapi_url="/openapi.json")
+problems.install(api)
+api.add_router("", account.router)
+api.add_router("", skills.router)
+api.add_router("", jobs.router)
+api.add_router("", versions.router)
