@@ -58,6 +58,7 @@ bench: setup model
 	$(PY) bench/sdft_vs_sft.py
 	$(PY) bench/gate_scaling.py
 	$(PY) bench/queue_overhead.py
+	$(PY) bench/api_latency.py
 
 ## what retention anchoring buys, over seeds (~1.5 h on a 2-core CPU; resumable); needs the demo's imported base
 bench-retention: setup model

@@ -6,7 +6,9 @@ from django import forms
 
 from skills.models import Skill
 from skills.parsing import JSONRefused, load_json
+from teams.models import ROLE_RANK, Role, Team
 from training.models import TrainingJob
+from webhooks.models import EVENTS
 from workers.engine.contract.config import MAX_ANCHOR_RATIO
 from workers.engine.contract.scoring import SCORER_KINDS
 
@@ -200,3 +202,54 @@ class AuditFilterForm(forms.Form):
     action = forms.CharField(required=False)
     team = forms.IntegerField(required=False)
     actor = forms.CharField(required=False)
+
+
+# --- API tokens, service accounts and webhooks (issue #14) -----------------------------------------------
+
+TOKEN_EXPIRY = [("30", "30 days"), ("90", "90 days"), ("365", "1 year"), ("never", "never (not recommended)")]
+SERVICE_ACCOUNT_ROLES = (Role.VIEWER, Role.CONTRIBUTOR, Role.SKILL_OWNER)
+
+
+class TokenCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What it is for, e.g. “CI pipeline” or “accrete CLI on my laptop”.")
+    expires_in = forms.ChoiceField(choices=TOKEN_EXPIRY, initial="90", label="Expires in")
+
+    def clean_expires_in(self) -> int | None:
+        value = self.cleaned_data["expires_in"]
+        return None if value == "never" else int(value)
+
+
+class ServiceAccountCreateForm(forms.Form):
+    """The page offers the roles up to the creator's own; any role is accepted on submit, so the service says
+    why one above it is refused (not "invalid choice")."""
+
+    name = forms.CharField(max_length=60, help_text="Letters, digits and dashes, e.g. ci-pipeline.")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER,
+                             help_text="What its tokens may do in the team; at most your own role.")
+    description = forms.CharField(max_length=300, required=False)
+
+    def __init__(self, *args, own_role: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        rank = ROLE_RANK[Role(own_role)] if own_role else -1
+        self.fields["role"].widget.choices = [(r.value, r.label) for r in SERVICE_ACCOUNT_ROLES if ROLE_RANK[r] <= rank]
+
+
+class WebhookCreateForm(forms.Form):
+    """The team list offers `teams` only (those where the user is a skill owner); any team id is accepted on
+    submit: the view scopes it (404 outside the user's teams) and the service checks the role."""
+
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
+    url = forms.CharField(max_length=500, label="URL", widget=forms.TextInput(attrs={"placeholder": "https://", "inputmode": "url"}),
+                          help_text="Where Accrete POSTs each event (http:// or https://).")
+    events = forms.MultipleChoiceField(choices=[(event, event) for event in EVENTS], required=False,
+                                       widget=forms.CheckboxSelectMultiple,
+                                       help_text="None ticked: every event, including ones added later.")
+    description = forms.CharField(max_length=200, required=False)
+
+    def __init__(self, *args, teams=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["team"]
+        field.queryset = Team.objects.all()  # what a submitted id is looked up in
+        offered = forms.ModelChoiceField(queryset=teams if teams is not None else Team.objects.none(),
+                                         empty_label=None)
+        field.widget.choices = offered.choices  # what the page lists

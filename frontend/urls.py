@@ -8,8 +8,10 @@ from frontend import (
     views_jobs,
     views_playground,
     views_skills,
+    views_tokens,
     views_upload,
     views_versions,
+    views_webhooks,
 )
 
 urlpatterns = [
@@ -46,4 +48,20 @@ urlpatterns = [
     path("approvals/<int:pk>/decide/", views_approvals.approval_decide_view, name="approval_decide"),
     path("playground/", views_playground.playground, name="playground"),
     path("audit/", views_audit.audit_log, name="audit"),
+    path("settings/tokens/", views_tokens.tokens, name="tokens"),
+    path("settings/tokens/<int:pk>/revoke/", views_tokens.token_revoke_view, name="token_revoke"),
+    path("settings/teams/<int:team_pk>/service-accounts/", views_tokens.service_account_new,
+         name="service_account_new"),
+    path("settings/service-accounts/<int:pk>/tokens/", views_tokens.service_account_token,
+         name="service_account_token"),
+    path("settings/service-accounts/<int:pk>/disable/", views_tokens.service_account_disable_view,
+         name="service_account_disable"),
+    path("settings/webhooks/", views_webhooks.webhooks, name="webhooks"),
+    path("settings/webhooks/new/", views_webhooks.webhook_new, name="webhook_new"),
+    path("settings/webhooks/<int:pk>/", views_webhooks.webhook_detail, name="webhook_detail"),
+    path("settings/webhooks/<int:pk>/toggle/", views_webhooks.webhook_toggle, name="webhook_toggle"),
+    path("settings/webhooks/<int:pk>/rotate-secret/", views_webhooks.webhook_rotate, name="webhook_rotate"),
+    path("settings/webhooks/<int:pk>/delete/", views_webhooks.webhook_delete, name="webhook_delete"),
+    path("settings/webhook-deliveries/<int:pk>/redeliver/", views_webhooks.webhook_redeliver_view,
+         name="webhook_redeliver"),
 ]

@@ -8,12 +8,14 @@ from http import HTTPStatus
 
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError, IntegrityError
 from django.http import Http404, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 
 from config.errors import AccreteError
 from registry.errors import SelfApprovalError, TransitionError
+from skills.parsing import JSONRefused
 from skills.services import SelfApprovalRefused, SkillEditRefused, UploadRefused
 from teams.permissions import RoleRequired
 from tokens.services import TokenRefused
@@ -21,7 +23,36 @@ from webhooks.services import WebhookRefused
 from workers.engine.contract.config import ConfigError
 
 log = logging.getLogger(__name__)
-PROBLEM_BASE = "/api/v1/docs#problem-"
+PROBLEM_BASE = "/api/v1/problems/"  # + code: each problem type's URI answers with what it means
+PROBLEM_TYPES = {
+    "bad-request": "The body is not JSON (or not the multipart form the endpoint takes), or JSON a program should "
+                   "not send (NaN, Infinity, NUL characters, lone surrogates, very long numbers, deep nesting).",
+    "csrf-failed": "A browser-session call with an unsafe method needs the CSRF token (X-CSRFToken header).",
+    "unauthenticated": "No valid credential: send Authorization: Bearer acc_… with a token that is neither "
+                       "expired nor revoked, of an active user.",
+    "rate-limited": "Too many calls for this token in the window of ACCRETE_API_RATE; retry after Retry-After.",
+    "role-required": "Your role in the team is below what the action needs; the detail names the role.",
+    "forbidden": "This action is not allowed for you.",
+    "four-eyes": "The person who asked for a change cannot also approve it; another skill owner must.",
+    "not-found": "No such object — or it belongs to a team you are not in (their existence is not disclosed).",
+    "no-team": "You are in no team yet: a platform admin adds you to one.",
+    "validation-failed": "A field is missing or of the wrong type or range; `errors` names each (a JSON pointer).",
+    "invalid-config": "A training config field is unknown or out of range; `errors` points at it (config.<field>).",
+    "invalid-value": "A value is refused by the service or cannot be stored (a NUL character, a number out of range).",
+    "invalid-upload": "The uploaded file has problems; `errors` lists each with its file, line, field and fix. "
+                      "Nothing was saved.",
+    "invalid-webhook": "A webhook endpoint needs an http(s) URL and known event types.",
+    "duplicate-upload": "The same content was uploaded before as the set named by `demonstration_set`.",
+    "too-large": "The upload is over ACCRETE_UPLOAD_MAX_BYTES.",
+    "upload-expired": "A validated upload was not confirmed within ACCRETE_UPLOAD_TTL_S: upload it again.",
+    "upload-refused": "The upload was refused (a bad split seed, content changed since it was validated).",
+    "token-refused": "A token or service account request that cannot be honoured (expiry, role, name).",
+    "refused": "The rules refuse this transition now; the detail says why and what would be allowed.",
+    "conflict": "Something saved meanwhile conflicts with this change: reload and try again.",
+    "no-gate": "The version has no gate result yet.",
+    "no-production": "There is no production model yet: import a base model first.",
+    "internal": "An error on the server's side; it was logged.",
+}
 CONTENT_TYPE = "application/problem+json"
 NOT_FOUND = "There is nothing here — or it belongs to a team you are not in."
 
@@ -122,9 +153,21 @@ def install(api) -> None:
     @api.exception_handler(HttpError)
     def _http(request, exc: HttpError):
         detail = str(exc)
-        if exc.status_code == 400 and "parse" in detail.lower():
+        if isinstance(exc.__cause__, JSONRefused):
+            detail = f"The request body is refused: {exc.__cause__}."
+        elif exc.status_code == 400 and "parse" in detail.lower():
             detail = "The request body is not valid JSON (or not the multipart form this endpoint takes)."
         return problem(request, exc.status_code, detail, code="csrf-failed" if "CSRF" in detail else "bad-request")
+
+    @api.exception_handler(DataError)
+    def _unstorable(request, exc):
+        return problem(request, 422, "A value in the request cannot be stored or looked up (a NUL character, a "
+                       "number out of range): remove it.", code="invalid-value")
+
+    @api.exception_handler(IntegrityError)
+    def _conflict(request, exc):
+        return problem(request, 409, "This conflicts with something saved meanwhile (a name already taken, a "
+                       "concurrent change): reload and try again.", code="conflict")
 
     @api.exception_handler(Exception)
     def _any(request, exc: Exception):

@@ -4,9 +4,26 @@ signed-in user of the request being served, or None (the system: a shell, a work
 Services pass their actor explicitly; this is only for the changes no service makes, which Django's
 admin, a shell or a fixture make with plain save() and delete()."""
 
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 _request = ContextVar("audit_request", default=None)
+_operator = ContextVar("audit_operator", default="")
+
+
+@contextmanager
+def operating_as(label: str):
+    """Inside, changes made without a user (actor None) are recorded under `label` — the operator running a
+    management command — instead of "system"."""
+    token = _operator.set(label[:150])
+    try:
+        yield
+    finally:
+        _operator.reset(token)
+
+
+def acting_operator() -> str:
+    return _operator.get()
 
 
 def acting_user():

@@ -1,10 +1,10 @@
-from audit.actors import acting_token, acting_user
+from audit.actors import acting_operator, acting_token, acting_user
 from audit.models import AuditEvent
 
 
 def audit_record(*, actor, action: str, obj, team=None, data: dict | None = None, actor_label: str = "") -> AuditEvent:
     """Append one event to the audit log. Call inside the transaction of the change it records."""
-    label = actor_label or (actor.get_username() if actor is not None else "system")
+    label = actor_label or (actor.get_username() if actor is not None else acting_operator() or "system")
     token = acting_token()
     if token is not None and actor is not None and actor.pk == token.user_id:
         # a change made through the API: recorded under the token's identity, and which token it was

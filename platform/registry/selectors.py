@@ -74,17 +74,17 @@ def forgetting_matrix(versions: list[ModelVersion] | None = None) -> dict:
         versions = list(ModelVersion.objects.exclude(status=ModelVersion.Status.FAILED).order_by("number"))
     if not versions:
         return {"columns": [], "rows": []}
-    suites = []
-    for skill in Skill.objects.select_related("team").order_by("pk"):
-        suite = skill.eval_suites.order_by("-pk").first()
-        if suite is not None:
-            suites.append(suite)
+    newest = {}  # each skill's current suite: its newest (one query, not one per skill)
+    for suite in EvalSuite.objects.filter(skill__isnull=False).select_related("skill__team").order_by("pk"):
+        newest[suite.skill_id] = suite
+    suites = [newest[pk] for pk in sorted(newest)]
     suites += list(EvalSuite.objects.filter(kind=EvalSuite.Kind.PROBES).order_by("pk"))
     runs = {(r.version_id, r.suite_id): r for r in EvalRun.objects.filter(
         version__in=versions, suite__in=suites, status=EvalRun.Status.SUCCEEDED)}
+    gates = {g.candidate_id: g for g in GateResult.objects.filter(candidate__in=versions)}
     rows = []
     for version in versions:
-        gate = GateResult.objects.filter(candidate=version).first()
+        gate = gates.get(version.pk)
         # The lineage budget as the gate recorded it: reference version, score, cumulative delta, budget.
         lineage_of = {row["suite"]: row.get("lineage") for row in gate.rows if "suite" in row} if gate else {}
         cells = []
@@ -111,13 +111,15 @@ def _matrix_column(suite: EvalSuite) -> dict:
             "archived": suite.skill.status == Skill.Status.ARCHIVED}
 
 
-def forgetting_matrix_for(user) -> dict:
+def forgetting_matrix_for(user, *, last: int | None = None) -> dict:
     """The matrix a signed-in user sees (page and JSON): the versions visible to them (the shared lineage and
     their teams' candidates) × every skill's scores — names, owning teams and scores are not private, case
-    contents are not in the matrix. A user in no team sees an empty matrix."""
-    versions = list(versions_visible_to(user).exclude(status=ModelVersion.Status.FAILED).select_related(
-        "training_job").order_by("number"))
-    return forgetting_matrix(versions)
+    contents are not in the matrix. A user in no team sees an empty matrix. `last`: only the newest that
+    many versions (a registry of thousands of versions makes a matrix of megabytes)."""
+    qs = versions_visible_to(user).exclude(status=ModelVersion.Status.FAILED).select_related("training_job")
+    if last is not None:
+        return forgetting_matrix(list(qs.order_by("-number")[:last])[::-1])
+    return forgetting_matrix(list(qs.order_by("number")))
 
 
 def gate_report(gate: GateResult, user=None) -> dict:

@@ -43,6 +43,8 @@ BROADCAST = {"version.production"}  # sent to every team's endpoints
 _OBJECTS = {"TrainingJob": "job", "GateResult": "gate", "PromotionRequest": "promotion_request",
             "ModelVersion": "version"}
 USER_AGENT = "Accrete-Webhooks/1"
+# A retry may fire a moment before its next_attempt_at when another host's clock runs a little ahead.
+DUE_GRACE = timedelta(seconds=1)
 
 
 class WebhookRefused(AccreteError):
@@ -138,7 +140,8 @@ def webhook_deliveries_for(event: AuditEvent) -> list[WebhookDelivery]:
                                                  payload=payload, next_attempt_at=now)
                   for endpoint in endpoints if endpoint.wants(event_type)]
     for delivery in deliveries:
-        transaction.on_commit(lambda pk=delivery.pk: dispatch.send(dispatch.DELIVER_WEBHOOK, pk))
+        # robust: a broker that is down must not fail the change that already committed (the sweep resends)
+        transaction.on_commit(lambda pk=delivery.pk: dispatch.send(dispatch.DELIVER_WEBHOOK, pk), robust=True)
     return deliveries
 
 
@@ -154,6 +157,16 @@ def webhook_deliver(delivery_id: int, *, client: httpx.Client | None = None) -> 
                     .filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING).first())
         if delivery is None:
             return None  # done, or another worker holds it
+        if delivery.next_attempt_at is not None and delivery.next_attempt_at > timezone.now() + DUE_GRACE:
+            # A second message for an attempt already made (Celery delivers at least once; the sweep re-queues
+            # late ones): the attempt that set next_attempt_at queued its own retry, so this one sends nothing.
+            return None
+        if not delivery.endpoint.active:
+            # A team turns an endpoint off to stop the requests (a broken receiver, a leaked URL): retries too.
+            delivery.status, delivery.next_attempt_at = WebhookDelivery.Status.FAILED, None
+            delivery.last_error = "The endpoint is turned off: nothing was sent (redeliver once it is back on)."
+            delivery.save(update_fields=["status", "next_attempt_at", "last_error"])
+            return None
         body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
         sent_at = timezone.now()
         signature = Webhook(delivery.endpoint.secret).sign(delivery.event_id, sent_at, body)
@@ -200,7 +213,7 @@ def webhook_redeliver(*, delivery: WebhookDelivery, actor) -> WebhookDelivery:
                                                redelivery_of=delivery, next_attempt_at=timezone.now())
         audit_record(actor=actor, action="webhook.redelivered", obj=again, team=delivery.endpoint.team,
                      data={"event_id": delivery.event_id, "of": delivery.pk})
-        transaction.on_commit(lambda: dispatch.send(dispatch.DELIVER_WEBHOOK, again.pk))
+        transaction.on_commit(lambda: dispatch.send(dispatch.DELIVER_WEBHOOK, again.pk), robust=True)
     return again
 
 

@@ -82,13 +82,14 @@ def test_the_admin_promote_action_refuses_a_blocked_candidate(blocked, base_vers
     _unchanged(blocked, base_version, audit_count)
 
 
-def test_approve_command_refuses_a_blocked_candidate(blocked, base_version, people):
+def test_there_is_no_credential_less_approve_command(blocked, base_version, people):
+    # `manage.py approve --user NAME` acted as any approver without a credential: it is gone. Approvals are
+    # a person's, in the browser or through the API with their own token.
+    from django.core.management.base import CommandError
+
     audit_count = AuditEvent.objects.count()
-    err = io.StringIO()
-    with pytest.raises(SystemExit) as exit_:
-        call_command("approve", f"v{blocked.number}", "--user", "bob", stderr=err, stdout=io.StringIO())
-    assert exit_.value.code == 1
-    assert "Refused:" in err.getvalue() and "blocked by the gate" in err.getvalue()
+    with pytest.raises(CommandError, match="Unknown command: 'approve'"):
+        call_command("approve", f"v{blocked.number}", "--user", "bob", stderr=io.StringIO(), stdout=io.StringIO())
     _unchanged(blocked, base_version, audit_count)
 
 

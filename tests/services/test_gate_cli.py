@@ -1,4 +1,4 @@
-"""`manage.py gate` and `manage.py approve` on real gated candidates of the tiny model."""
+"""`manage.py gate` on real gated candidates of the tiny model (approving is a person's: the browser or the API)."""
 
 import io
 import json
@@ -66,15 +66,19 @@ def test_gate_refuses_an_unknown_version(db):
         call_command("gate", "v99")
 
 
-def test_approve_refuses_a_candidate_the_gate_blocked(gate_lineage, people):
+def test_a_candidate_the_gate_blocked_cannot_be_put_up_for_approval_through_the_api(gate_lineage, people):
+    from django.test import Client
+
+    from tokens.services import token_create
+
     _gate(str(gate_lineage.damaged.number))
-    err = io.StringIO()
-    # when bob, a skill owner of the team, tries to approve it
-    with pytest.raises(SystemExit) as exit_:
-        call_command("approve", str(gate_lineage.damaged.number), "--user", "bob", stderr=err, stdout=io.StringIO())
+    token = token_create(user=people["alice"], name="ci", actor=people["alice"]).secret
+    # when alice, a contributor of the team, asks for its promotion with her token
+    response = Client().post(f"/api/v1/versions/{gate_lineage.damaged.number}/promotion-requests", {},
+                             content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
     # then
-    assert exit_.value.code == 1
-    assert err.getvalue().startswith(f"Refused: v{gate_lineage.damaged.number} is blocked by the gate")
+    assert response.status_code == 409, response.content
+    assert response.json()["detail"].startswith(f"v{gate_lineage.damaged.number} is blocked by the gate")
     assert ModelVersion.objects.get(pk=gate_lineage.damaged.pk).status == "blocked"
     assert ModelVersion.objects.get(status="production") == gate_lineage.parent
     assert not Approval.objects.exists()

@@ -23,6 +23,7 @@ from registry.models import Approval, BaseModel, GateResult, ModelVersion, Promo
 from registry.services import approvals, gates, versions
 from teams.permissions import RoleRequired
 from tests.fixtures.registry import promote
+from tokens.services import token_create
 from training.models import TrainingJob
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,10 +185,20 @@ def refused_in_browser(user, url: str, status: int, match: str = "", data: dict 
         assert response.status_code == status and re.search(match, response.content.decode())
 
 
+def refused_by_api(token: str | None, path: str, status: int, match: str = "", body: dict | None = None):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    response = Client().post(f"/api/v1{path}", body or {}, content_type="application/json", **headers)
+    assert response.status_code == status, response.content[:400]
+    assert response["Content-Type"] == "application/problem+json"
+    assert re.search(match, response.json()["detail"]), response.json()
+
+
 def _walk(people, w):
     """Each path that can move a version, tried on what the rules forbid: name → a call that asserts the
     refusal."""
     bob, vera, alice, admin, carol = (people[n] for n in ("bob", "vera", "alice", "admin", "carol"))
+    api = {name: token_create(user=people[name], name="walk", actor=people[name]).secret
+           for name in ("alice", "bob", "vera", "carol")}  # made before the snapshot: their audit rows with it
 
     def n(name):
         return f"v{w[name].number}"
@@ -228,14 +239,9 @@ def _walk(people, w):
         "admin: roll back to a version never in production": lambda: refused_in_admin(people, "rollback", w["never"], "never production"),
         "admin: roll back to a candidate": lambda: refused_in_admin(people, "rollback", w["awaiting"], "only a retired version"),
         # management commands
-        "command: approve without an open request": lambda: refused_by_command("approve", n("awaiting"), "--user", "bob", match="has no open promotion request"),
-        "command: approve one's own request": lambda: refused_by_command("approve", n("requested"), "--user", "bob", match="four-eyes"),
-        "command: approve as a viewer": lambda: refused_by_command("approve", n("requested"), "--user", "vera", match="Skill owner role"),
-        "command: approve a blocked version": lambda: refused_by_command("approve", n("blocked"), "--user", "bob", match="blocked by the gate"),
         "command: show a blocked gate": lambda: refused_by_command("gate", n("blocked"), match="BLOCK"),
         "command: re-run the gate of a blocked version": lambda: refused_by_command("gate", n("blocked"), "--rerun", match="only a version whose gate failed"),
         "command: re-run the gate of a version awaiting approval": lambda: refused_by_command("gate", n("awaiting"), "--rerun", match="only a version whose gate failed"),
-        "command: re-run a gate as a viewer": lambda: refused_by_command("gate", n("failed"), "--rerun", "--user", "vera", match="Skill owner role"),
         "command: gate a failed version without --rerun": lambda: refused_by_command("gate", n("failed"), match="--rerun"),
         # browser POSTs
         "browser: request promotion of a blocked version": lambda: refused_in_browser(alice, url("version_request_promotion", "blocked"), 409, "only a candidate that passed the gate"),
@@ -248,6 +254,18 @@ def _walk(people, w):
         "browser: re-run the gate of a blocked version": lambda: refused_in_browser(bob, url("version_rerun_gate", "blocked"), 409, "only a version whose gate failed"),
         "browser: re-run a gate as a viewer": lambda: refused_in_browser(vera, url("version_rerun_gate", "failed"), 403, "Skill owner role"),
         "browser: re-run another team's gate": lambda: refused_in_browser(carol, url("version_rerun_gate", "failed"), 404),
+        # the HTTP API (each person calls with an API token of their own)
+        "api: request promotion of a blocked version": lambda: refused_by_api(api["alice"], f"/versions/{w['blocked'].number}/promotion-requests", 409, "only a candidate that passed the gate"),
+        "api: request promotion as a viewer": lambda: refused_by_api(api["vera"], f"/versions/{w['awaiting'].number}/promotion-requests", 403, "Contributor role"),
+        "api: request promotion of another team's candidate": lambda: refused_by_api(api["carol"], f"/versions/{w['awaiting'].number}/promotion-requests", 404),
+        "api: approve one's own request": lambda: refused_by_api(api["bob"], f"/promotion-requests/{w['request'].pk}/decision", 403, "four-eyes", {"decision": "approve"}),
+        "api: approve as a viewer": lambda: refused_by_api(api["vera"], f"/promotion-requests/{w['request'].pk}/decision", 403, "Skill owner role", {"decision": "approve"}),
+        "api: approve as another team's skill owner": lambda: refused_by_api(api["carol"], f"/promotion-requests/{w['request'].pk}/decision", 404, "", {"decision": "approve"}),
+        "api: approve a blocked version's request": lambda: refused_by_api(api["bob"], f"/promotion-requests/{w['blocked_request'].pk}/decision", 409, "blocked", {"decision": "approve"}),
+        "api: approve without a token": lambda: refused_by_api(None, f"/promotion-requests/{w['request'].pk}/decision", 401, "", {"decision": "approve"}),
+        "api: re-run the gate of a blocked version": lambda: refused_by_api(api["bob"], f"/versions/{w['blocked'].number}/gate/rerun", 409, "only a version whose gate failed"),
+        "api: re-run a gate as a viewer": lambda: refused_by_api(api["vera"], f"/versions/{w['failed'].number}/gate/rerun", 403, "Skill owner role"),
+        "api: re-run another team's gate": lambda: refused_by_api(api["carol"], f"/versions/{w['failed'].number}/gate/rerun", 404),
     }
 
 
@@ -267,15 +285,19 @@ WALK = [
     "service: ask for the job's promotion of a blocked version",
     "admin: promote without an open request", "admin: promote a blocked version", "admin: promote one's own request",
     "admin: roll back to a version never in production", "admin: roll back to a candidate",
-    "command: approve without an open request", "command: approve one's own request", "command: approve as a viewer",
-    "command: approve a blocked version", "command: show a blocked gate",
+    "command: show a blocked gate",
     "command: re-run the gate of a blocked version", "command: re-run the gate of a version awaiting approval",
-    "command: re-run a gate as a viewer", "command: gate a failed version without --rerun",
+    "command: gate a failed version without --rerun",
     "browser: request promotion of a blocked version", "browser: request promotion as a viewer",
     "browser: approve one's own request", "browser: approve as a viewer",
     "browser: approve a blocked version's request", "browser: retrain a version awaiting approval",
     "browser: retrain as a viewer", "browser: re-run the gate of a blocked version",
     "browser: re-run a gate as a viewer", "browser: re-run another team's gate",
+    "api: request promotion of a blocked version", "api: request promotion as a viewer",
+    "api: request promotion of another team's candidate", "api: approve one's own request",
+    "api: approve as a viewer", "api: approve as another team's skill owner",
+    "api: approve a blocked version's request", "api: approve without a token",
+    "api: re-run the gate of a blocked version", "api: re-run a gate as a viewer", "api: re-run another team's gate",
 ]
 
 
@@ -323,6 +345,17 @@ def test_every_admin_action_and_version_post_is_walked():
     posts = {p.name for p in urls.urlpatterns
              if p.callback.__module__ in {"frontend.views_versions", "frontend.views_approvals"}} - pages
     assert posts and all(f'"{name}"' in source for name in posts), posts
+
+
+def test_every_api_post_on_versions_and_promotions_is_walked():
+    from api.routes import versions as routes
+
+    source = inspect.getsource(_walk)
+    posts = [path for path, view in routes.router.path_operations.items()
+             if any("POST" in op.methods for op in view.operations)]
+    # a path's template, its parameters filled in the walk: "/versions/{number}/gate/rerun" → "/gate/rerun"
+    tails = [path.split("}")[-1] for path in posts]
+    assert posts and all(tail in source for tail in tails), posts
 
 
 def test_a_second_skill_owner_is_the_one_way_to_production(people, skill, make_candidate, base_version):

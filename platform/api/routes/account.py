@@ -23,8 +23,8 @@ from api.schemas import (
     WebhookPatch,
 )
 from audit.selectors import audit_events
-from teams.models import Role, Team
-from teams.permissions import has_role, is_platform_admin, role_in
+from teams.models import ROLE_RANK, Membership, Role, Team
+from teams.permissions import has_role, is_platform_admin
 from teams.selectors import teams_of
 from tokens.models import ApiToken, ServiceAccount
 from tokens.services import (
@@ -50,20 +50,29 @@ def _team(request, slug: str) -> Team:
     return get_object_or_404(teams_of(request.user), slug=slug)
 
 
+def _roles(user) -> dict[int, str]:
+    """role_in(user, team) for each of the user's teams, by team id: a query or two, not two per team."""
+    if is_platform_admin(user):
+        return dict.fromkeys(teams_of(user).values_list("pk", flat=True), Role.PLATFORM_ADMIN)
+    return dict(Membership.objects.filter(user=user).values_list("team_id", "role"))
+
+
+def _team_rows(user) -> list[dict]:
+    roles = _roles(user)
+    return [{"slug": t.slug, "name": t.name, "role": roles.get(t.pk)} for t in teams_of(user).order_by("name")]
+
+
 @router.get("/me", response=MeOut, tags=["account"])
 def me(request):
     token = getattr(request, "api_token", None)
     return {"username": request.user.get_username(), "is_platform_admin": is_platform_admin(request.user),
             "service_account": ServiceAccount.objects.filter(user=request.user).exists(),
-            "token": token.shown if token else None,
-            "teams": [{"slug": t.slug, "name": t.name, "role": role_in(request.user, t)}
-                      for t in teams_of(request.user).order_by("name")]}
+            "token": token.shown if token else None, "teams": _team_rows(request.user)}
 
 
 @router.get("/teams", response=list[TeamOut], tags=["account"])
 def teams(request):
-    return [{"slug": t.slug, "name": t.name, "role": role_in(request.user, t)}
-            for t in teams_of(request.user).order_by("name")]
+    return _team_rows(request.user)
 
 
 # --- tokens ---------------------------------------------------------------------------------------------
@@ -96,7 +105,19 @@ def tokens_revoke(request, prefix: str):
 
 @router.get("/teams/{slug}/service-accounts", response=list[ServiceAccountOut], tags=["tokens"])
 def service_accounts(request, slug: str):
-    return [serialize.service_account(a) for a in service_accounts_of(_team(request, slug))]
+    accounts = list(service_accounts_of(_team(request, slug)).select_related("team"))
+    roles = _account_roles(accounts)
+    return [serialize.service_account(a, roles=roles) for a in accounts]
+
+
+def _account_roles(accounts) -> dict[int, str | None]:
+    """role_in(account.user, account.team) by account id, in one query: a superuser, or a platform admin in
+    any team, is a platform admin everywhere."""
+    rows = Membership.objects.filter(user__in=[a.user_id for a in accounts]).values_list("user_id", "team_id", "role")
+    held = {(user, team): role for user, team, role in rows}
+    admins = {user for (user, _), role in held.items() if role == Role.PLATFORM_ADMIN}
+    return {a.pk: Role.PLATFORM_ADMIN if a.user.is_superuser or a.user_id in admins else held.get((a.user_id, a.team_id))
+            for a in accounts}
 
 
 @router.post("/teams/{slug}/service-accounts", response={201: ServiceAccountOut}, tags=["tokens"],
@@ -129,7 +150,7 @@ def service_account_off(request, pk: int):
 
 def _endpoints(request):
     """Endpoints of the teams where this user is a skill owner (they hold the signing secrets)."""
-    teams = [t.pk for t in teams_of(request.user) if has_role(request.user, t, Role.SKILL_OWNER)]
+    teams = [pk for pk, role in _roles(request.user).items() if ROLE_RANK[Role(role)] >= ROLE_RANK[Role.SKILL_OWNER]]
     return WebhookEndpoint.objects.filter(team_id__in=teams).select_related("team")
 
 

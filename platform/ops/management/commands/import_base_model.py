@@ -4,6 +4,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ops.operator import as_operator
 from registry.models import BaseModel
 from registry.services.base_models import base_model_register
 
@@ -22,6 +23,7 @@ class Command(BaseCommand):
                             help="Largest retention-probe drop the gate accepts for this lineage, 0..1 "
                                  "(default: ACCRETE_PROBE_TOLERANCE).")
 
+    @as_operator("import_base_model")
     def handle(self, *args, **opts):
         from workers.engine.contract.probes import load_probes
         from workers.engine.model_io import ModelImportError, import_gguf, import_hf

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_slug
 
 from config.errors import AccreteError
+from ops.operator import as_operator
 from registry.selectors import production_token_budget
 from skills.models import Skill
 from skills.services import demonstration_set_upload
@@ -18,6 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="Split seed (default: derived from the file's content).")
         parser.add_argument("--dry-run", action="store_true", help="Validate and preview the split; save nothing.")
 
+    @as_operator("upload_demonstrations")
     def handle(self, *args, **opts):
         # A path is shown as typed, except what cannot be printed: bytes that are not UTF-8 (they arrive as
         # lone surrogates) and control characters are shown escaped.
