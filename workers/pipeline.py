@@ -30,6 +30,13 @@ def artifacts_root() -> Path:
     return Path(settings.ACCRETE_ARTIFACTS)
 
 
+def version_model_dir(version: ModelVersion) -> Path:
+    """A version's files as a local folder a model loads from (serving, evaluation, readiness, the
+    playground). The one place a worker turns a version into a path: the artifact store's backend and the
+    checksum check on every load live behind it."""
+    return artifacts_root() / version.artifact_path
+
+
 def job_dirs(job_id: int) -> tuple[Path, Path]:
     """(the candidate's final folder, the job's checkpoint folder)."""
     return artifacts_root() / "versions" / f"job-{job_id}", artifacts_root() / "work" / f"job-{job_id}"

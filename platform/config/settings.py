@@ -273,3 +273,19 @@ ACCRETE_CACHE_URL = env_str("ACCRETE_CACHE_URL", "")
 CACHES = {"default": ({"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": ACCRETE_CACHE_URL}
                       if ACCRETE_CACHE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"})}
 NINJA_PAGINATION_MAX_LIMIT = ACCRETE_API_PAGE_MAX
+
+# --- Serving the shared model, exports, the artifact store's cache and retention (#15) -------------
+# Each worker's (and the inference service's) local copy of versions fetched from a remote artifact store,
+# keyed by checksum.
+ACCRETE_ARTIFACT_CACHE = Path(env_str("ACCRETE_ARTIFACT_CACHE", str(VAR_DIR / "cache" / "artifacts"))).resolve()
+# Merged weights of blocked, rejected, stale and failed candidates are deleted this many days after the
+# candidate was created (adapters kept); 0 turns the policy off.
+ACCRETE_RETENTION_DAYS = env_int("ACCRETE_RETENTION_DAYS", 14, minimum=0)
+# The inference service (`make serve-model`): where the platform reaches it ("" = not running: the
+# playground generates on an eval worker), and the key the platform itself calls it with.
+ACCRETE_INFERENCE_URL = env_str("ACCRETE_INFERENCE_URL", "")
+ACCRETE_INFERENCE_KEY = env_str("ACCRETE_INFERENCE_KEY", "")
+ACCRETE_SERVE_MAX_BATCH = env_int("ACCRETE_SERVE_MAX_BATCH", 8, minimum=1)
+ACCRETE_SERVE_BATCH_WAIT_MS = env_int("ACCRETE_SERVE_BATCH_WAIT_MS", 20, minimum=0)
+ACCRETE_SERVE_POLL_S = env_float("ACCRETE_SERVE_POLL_S", 2.0, minimum=0.1)
+ACCRETE_SERVE_MAX_NEW_TOKENS = env_int("ACCRETE_SERVE_MAX_NEW_TOKENS", 512, minimum=1)

@@ -8,22 +8,13 @@ directories, then rename. A crash or an exception leaves either nothing or the c
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from workers.engine.contract.storage import file_sha256, tree_sha256
 
 
 def sha256_tree(path: str | os.PathLike) -> dict[str, str]:
@@ -34,11 +25,8 @@ def sha256_tree(path: str | os.PathLike) -> dict[str, str]:
 
 
 def tree_checksum(path: str | os.PathLike) -> str:
-    """One sha256 for a whole directory: over the sorted ``relpath\\0sha\\n`` lines of its files."""
-    digest = hashlib.sha256()
-    for relpath, sha in sha256_tree(path).items():
-        digest.update(f"{relpath}\0{sha}\n".encode())
-    return digest.hexdigest()
+    """One sha256 for a whole directory: over the sorted ``relpath\0sha\n`` lines of its files."""
+    return tree_sha256(path)
 
 
 def fsync_tree(path: str | os.PathLike) -> None:
