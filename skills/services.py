@@ -30,7 +30,7 @@ from skills.parsing import (
 )
 from skills.parsing import prompt_key as prompt_key  # rehearsal's import: the rule lives with the upload's
 from teams.models import Role
-from teams.permissions import require_role
+from teams.permissions import is_machine, require_role, same_person
 from workers.engine.contract.scoring import validate_options
 
 BATCH = 1000
@@ -202,7 +202,11 @@ def skill_change_decide(*, change: SkillChange, actor, decision: str, comment: s
         raise SkillEditRefused(f"Unknown decision {decision!r}: use approve or reject.")
     if actor is None:
         raise SkillEditRefused(f"A change to {skill.slug}'s rules is decided by a skill owner, not by the system.")
-    if decision == "approve" and actor.pk == change.requested_by_id:
+    if decision == "approve" and is_machine(actor):
+        raise SelfApprovalRefused(
+            f"{actor.get_username()} is a service account: approving a change to {skill.slug}'s rules is a "
+            "person's decision (four-eyes rule).")
+    if decision == "approve" and (actor.pk == change.requested_by_id or same_person(actor, change.requested_by)):
         raise SelfApprovalRefused(
             f"{actor.get_username()} asked for this change to {skill.slug} and cannot also approve it: another "
             "skill owner must review it (four-eyes rule).")

@@ -18,8 +18,10 @@ pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.gate",
     "tests.fixtures.workers",
+    "tests.fixtures.s3",
     "tests.fixtures.web",
     "tests.fixtures.browser",
+    "tests.fixtures.exports",
 ]
 
 

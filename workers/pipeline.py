@@ -12,6 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from audit.models import AuditEvent
 from evaluation import services as evaluations
 from registry.errors import GateNotReady
 from registry.models import GateResult, ModelVersion
@@ -21,20 +22,89 @@ from skills.services import prompt_key
 from teams.permissions import RoleRequired
 from training import services as jobs
 from training.models import TrainingJob
+from workers.engine.contract.storage import (
+    ArtifactMissing,
+    ArtifactTampered,
+    cached_copy,
+    checksums_key,
+    open_store,
+    verify_files,
+)
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 20
 
 
+def artifact_store():
+    """The store ACCRETE_ARTIFACTS names (workers.engine.contract.storage): a local folder or an S3 bucket."""
+    return open_store(settings.ACCRETE_ARTIFACTS)
+
+
 def artifacts_root() -> Path:
+    """Where this process writes new artifacts (a candidate, an imported base) before they are published:
+    the store itself when it is a local folder; with a remote store, a staging folder beside this host's
+    cache (same filesystem, so a published version moves into the cache in one rename)."""
+    if str(settings.ACCRETE_ARTIFACTS).startswith("s3://"):
+        return Path(settings.ACCRETE_ARTIFACT_CACHE) / "staging"
     return Path(settings.ACCRETE_ARTIFACTS)
+
+
+def artifact_publish(folder: Path, key: str) -> bool:
+    """Put a folder written under artifacts_root() into the store at `key`. True when the store is remote
+    (the folder is then a local staging copy, see artifact_keep_cached); a local store already holds it."""
+    store = artifact_store()
+    if store.local_dir(key) is not None:
+        return False
+    store.put_tree(folder, key)
+    return True
+
+
+def artifact_keep_cached(folder: Path, checksums: dict) -> None:
+    """After a remote publish: the staging copy becomes this host's cached copy of the version (one rename;
+    the next load here downloads nothing and still verifies it), or goes when the cache has one already."""
+    cached = Path(settings.ACCRETE_ARTIFACT_CACHE) / checksums_key(checksums)
+    if checksums and not cached.exists():
+        try:
+            folder.rename(cached)
+            return
+        except OSError:  # another process cached it meanwhile
+            pass
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _weights_deleted_message(version: ModelVersion) -> str:
+    deleted = AuditEvent.objects.filter(action="artifact.deleted", object_type="ModelVersion",
+                                        object_id=str(version.pk)).order_by("-pk").first()
+    when = f" on {deleted.created_at:%Y-%m-%d}" if deleted is not None else ""
+    return (f"The merged weights of v{version.number} were deleted by the retention policy{when} (a "
+            f"{version.get_status_display().lower()} candidate kept longer than ACCRETE_RETENTION_DAYS). Its "
+            f"LoRA adapter is kept at {version.adapter_path} in the artifact store: rebuild the weights by merging "
+            f"it into v{version.parent.number if version.parent_id else '?'}, or train the skill again.")
 
 
 def version_model_dir(version: ModelVersion) -> Path:
     """A version's files as a local folder a model loads from (serving, evaluation, readiness, the
-    playground). The one place a worker turns a version into a path: the artifact store's backend and the
-    checksum check on every load live behind it."""
-    return artifacts_root() / version.artifact_path
+    playground, a training job's parent). The one place a worker turns a version into a path, and every
+    load passes here: the files are verified against the checksums recorded when they were written, and a
+    mismatch refuses (ArtifactTampered, naming the file). With a local store that is the store's own folder;
+    with a remote one, this host's cached copy (ACCRETE_ARTIFACT_CACHE, fetched on first use)."""
+    label = f"v{version.number}"
+    if not version.artifact_path:
+        if version.adapter_path:
+            raise ArtifactMissing(_weights_deleted_message(version))
+        raise ArtifactMissing(f"{label} has no files in the artifact store.")
+    if not version.checksums:
+        raise ArtifactTampered(f"{label}: no checksums are recorded for {version.artifact_path}, so its files "
+                               "cannot be verified. Refusing to load it.")
+    store = artifact_store()
+    folder = store.local_dir(version.artifact_path)
+    if folder is None:
+        return cached_copy(store, version.artifact_path, version.checksums, settings.ACCRETE_ARTIFACT_CACHE,
+                           label=label)
+    if not folder.is_dir():
+        raise ArtifactMissing(f"{label}'s files are not in the artifact store: {folder} does not exist.")
+    verify_files(folder, version.checksums, label=label)
+    return folder
 
 
 def job_dirs(job_id: int) -> tuple[Path, Path]:
@@ -164,7 +234,7 @@ def run_training(job_id: int, worker: str) -> int | None:
         if not (output_dir / "accrete.json").exists():  # a re-delivery after the weights were written
             config = TrainConfig.from_dict(job.config)
             with _Heartbeat(job_id):
-                result = train(base_dir=artifacts_root() / job.parent_version.artifact_path,
+                result = train(base_dir=version_model_dir(job.parent_version),
                                rows=train_rows(job.demonstration_set), config=config,
                                anchors=retention_rows(job, config),
                                output_dir=output_dir, work_dir=work_dir, observer=_JobObserver(job_id))
@@ -181,9 +251,12 @@ def run_training(job_id: int, worker: str) -> int | None:
         jobs.job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
         raise
     rel = output_dir.relative_to(artifacts_root())
+    remote = artifact_publish(output_dir, str(rel))  # before the row exists: no one looks for it earlier
     version = jobs.job_succeed(job_id=job_id, artifact_path=str(rel), adapter_path=str(rel / "adapter"),
                                checksums=checksums, metrics=metrics)
     shutil.rmtree(work_dir, ignore_errors=True)
+    if remote:
+        artifact_keep_cached(output_dir, checksums)
     return version.pk
 
 
@@ -224,7 +297,7 @@ class _LazyGenerator:
         if self.loaded is None:
             from workers.engine.generation import Generator
 
-            self.loaded = Generator(artifacts_root() / self.version.artifact_path)
+            self.loaded = Generator(version_model_dir(self.version))
         return self.loaded
 
 
@@ -283,7 +356,7 @@ def run_readiness(demonstration_set_id: int, n: int = 10) -> dict:
     dset = DemonstrationSet.objects.select_related("skill").get(pk=demonstration_set_id)
     version = production_version()
     skill = dset.skill
-    report = readiness_check(artifacts_root() / version.artifact_path, train_rows(dset), skill.teacher_style,
+    report = readiness_check(version_model_dir(version), train_rows(dset), skill.teacher_style,
                              skill.scorer, skill.scorer_options, n=n, max_new_tokens=skill.max_new_tokens,
                              batch_size=16)
     data = {**asdict(report), "version": version.number}
@@ -295,4 +368,4 @@ def run_playground(version_id: int, messages: list[dict], max_new_tokens: int) -
     from workers.engine.generation import Generator
 
     version = ModelVersion.objects.get(pk=version_id)
-    return Generator(artifacts_root() / version.artifact_path).generate([messages], max_new_tokens=max_new_tokens)[0]
+    return Generator(version_model_dir(version)).generate([messages], max_new_tokens=max_new_tokens)[0]

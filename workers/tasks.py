@@ -68,8 +68,38 @@ def readiness_check(demonstration_set_id: int):
 
 
 @shared_task(ignore_result=False, time_limit=300)
-def playground_generate(version_id: int, messages: list[dict], max_new_tokens: int = 128) -> str:
-    return pipeline.run_playground(version_id, messages, max_new_tokens)
+def playground_generate(version_id: int, messages: list[dict], max_new_tokens: int = 128) -> dict:
+    """One playground prompt, its result kept for the page that polls it: {text, seconds, tokens, source}.
+    Through the inference service when ACCRETE_INFERENCE_URL names one (it keeps versions warm), else here,
+    by loading the version (pipeline.run_playground). An error raises with a message the page shows."""
+    import time
+
+    import httpx
+
+    started = time.monotonic()
+    if not settings.ACCRETE_INFERENCE_URL:
+        text = pipeline.run_playground(version_id, messages, max_new_tokens)
+        return {"text": text, "seconds": round(time.monotonic() - started, 2), "tokens": None,
+                "source": "eval worker"}
+    number = ModelVersion.objects.values_list("number", flat=True).get(pk=version_id)
+    service = settings.ACCRETE_INFERENCE_URL.rstrip("/")
+    try:
+        # below the task's time limit, so that a slow service ends in this message rather than a killed task
+        response = httpx.post(f"{service}/v1/chat/completions", timeout=240,
+                              headers={"Authorization": f"Bearer {settings.ACCRETE_INFERENCE_KEY}"},
+                              json={"model": f"v{number}", "messages": messages, "max_tokens": max_new_tokens})
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"The inference service at {service} did not answer ({exc or type(exc).__name__}): is "
+                           "it running (make serve-model), and is ACCRETE_INFERENCE_URL right?") from None
+    if response.is_error:
+        try:
+            detail = response.json()["error"]["message"]  # the OpenAI error format
+        except (ValueError, KeyError, TypeError):
+            detail = " ".join(response.text.split())[:300]
+        raise RuntimeError(f"The inference service answered {response.status_code} for v{number}: {detail}")
+    body = response.json()
+    return {"text": body["choices"][0]["message"]["content"] or "", "seconds": round(time.monotonic() - started, 2),
+            "tokens": (body.get("usage") or {}).get("completion_tokens"), "source": "inference service"}
 
 
 @shared_task
@@ -101,3 +131,12 @@ def sweep_webhooks():
     for delivery_id in overdue:
         deliver_webhook.delay(delivery_id)
     return overdue
+
+
+@shared_task
+def apply_retention():
+    """Beat, daily: delete the merged weights of blocked, rejected, stale and failed candidates older than
+    ACCRETE_RETENTION_DAYS (adapters kept; each deletion audited). Returns the version numbers."""
+    from registry.services.retention import retention_apply
+
+    return [item.version.number for item in retention_apply()]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import httpx
 DEFAULT_URL = "http://127.0.0.1:8000"
 PAGE = 200  # the server's largest page (ACCRETE_API_PAGE_MAX's default); a smaller limit it answers is used
 REFUSED = {400, 409, 410, 413, 422}  # the server understood the request and said no to what it asked
+# An export's first byte comes only after the server has hashed every file of the version (gigabytes at 7B).
+EXPORT_TIMEOUT = httpx.Timeout(60.0, read=1800.0)
 
 
 class UsageError(Exception):
@@ -149,6 +152,30 @@ class Api:
 
     def production(self) -> dict:
         return self._call("GET", "/production")
+
+    def export_manifest(self, number: int, part: str) -> dict:
+        """The files an export of version `number` holds (part "model" or "adapter"): path, size, sha256."""
+        return self._call("GET", f"/versions/{number}/manifest", params={"part": part})
+
+    def export(self, number: int, part: str) -> Iterator[bytes]:
+        """The export's .tar, chunk by chunk as it arrives. An error answer raises ApiError before the first
+        chunk; a stream that breaks off raises ApiError with no status."""
+        started = False
+        try:
+            with self.http.stream("GET", f"/versions/{number}/export", params={"part": part}, timeout=EXPORT_TIMEOUT,
+                                  headers={"Accept": "application/x-tar, application/problem+json"}) as response:
+                if not response.is_success:
+                    response.read()
+                    raise _problem(response)
+                started = True
+                yield from response.iter_bytes(1 << 20)
+        except httpx.HTTPError as exc:
+            if not started:
+                raise ApiError(None, f"Cannot reach the Accrete API at {self.url} ({exc}): is the server running, "
+                               "and is ACCRETE_URL right?") from None
+            raise ApiError(None, f"The export of v{number} from {self.url} broke off ({exc or type(exc).__name__}). "
+                           "The server cuts an export short when a file changes while it is sent; run it "
+                           "again.") from None
 
     # --- transport ----------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 
-from accrete_cli import commands, gate
+from accrete_cli import commands, export, gate
 from accrete_cli.client import Api, ApiError, UsageError
 
 USAGE_ERROR = 2
@@ -134,6 +134,14 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("production", help="the production version and its manifest (checksums)")
     p.add_argument("--json", action="store_true", help="print it as JSON")
     p.set_defaults(run=commands.production)
+
+    p = sub.add_parser("export", help="a version as a Hugging Face folder (every file's sha256 checked)",
+                       description=export.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("version", type=version_number, help="the version's number (5 or v5)")
+    p.add_argument("dir", help="the folder to write (new or empty)")
+    p.add_argument("--adapter", action="store_true", help="the LoRA adapter alone (and accrete.json)")
+    p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    p.set_defaults(run=export.export)
     return top
 
 

@@ -22,7 +22,14 @@ class TokenAuth(HttpBearer):
 
 
 class BrowserSession(SessionAuth):
-    """The signed-in browser user (the CSRF token is checked on unsafe methods)."""
+    """The signed-in browser user (the CSRF token is checked on unsafe methods). A call that carries an
+    Authorization header is a token client's: when its token did not authenticate, the answer is 401, not a
+    CSRF refusal meant for browsers."""
+
+    def __call__(self, request):
+        if "HTTP_AUTHORIZATION" in request.META:
+            return None
+        return super().__call__(request)
 
 
 class PerTokenRate(SimpleRateThrottle):

@@ -7,7 +7,7 @@ from ninja.parser import Parser
 
 from api import problems
 from api.auth import BrowserSession, PerTokenRate, TokenAuth
-from api.routes import account, jobs, skills, versions
+from api.routes import account, export, jobs, skills, versions
 from skills.parsing import load_json
 
 DESCRIPTION = """
@@ -46,3 +46,4 @@ api.add_router("", account.router)
 api.add_router("", skills.router)
 api.add_router("", jobs.router)
 api.add_router("", versions.router)
+api.add_router("", export.router)

@@ -51,6 +51,10 @@ PROBLEM_TYPES = {
     "conflict": "Something saved meanwhile conflicts with this change: reload and try again.",
     "no-gate": "The version has no gate result yet.",
     "no-production": "There is no production model yet: import a base model first.",
+    "artifact-tampered": "A stored file of the version does not match the sha256 recorded when it was written (the "
+                         "detail names it): it is not served or exported. Restore it, or train the version again.",
+    "artifact-deleted": "The version's files (or its merged weights) are no longer in the artifact store; the "
+                        "retention policy keeps only a candidate's adapter, which part=adapter still exports.",
     "internal": "An error on the server's side; it was logged.",
 }
 CONTENT_TYPE = "application/problem+json"

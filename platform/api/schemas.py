@@ -44,7 +44,7 @@ class SkillIn(Schema):
     description: str = Field("", max_length=20_000)
     scorer: str = Field("exact", max_length=20)
     scorer_options: dict = Field(default_factory=dict)
-    teacher_style: Literal["inline", "system"] = "inline"
+    teacher_style: Literal["inline", "turn"] = Field("inline", description="Skill.TeacherStyle")
     tolerance: float = Field(0.0, ge=0, le=1)
     min_gain: float = Field(0.0, ge=0, le=1)
     max_new_tokens: int = Field(64, ge=1, le=4096)
@@ -64,6 +64,16 @@ class SkillChangeOut(Schema):
     pending_change: int | None = Field(None, description="Id of the change waiting for another skill owner.")
     pending_fields: dict | None = None
     skill: SkillOut
+
+
+class SkillChangeDecisionOut(Schema):
+    id: int
+    skill: str
+    status: str
+    fields: dict
+    requested_by: str
+    comment: str
+    decided_by: str | None
 
 
 class DemonstrationSetOut(Schema):
@@ -106,7 +116,7 @@ class UploadReportOut(Schema):
 
 class ReadinessOut(Schema):
     demonstration_set: int
-    status: Literal["not_run", "done"]
+    status: Literal["not_run", "queued", "done"]
     report: dict | None
 
 

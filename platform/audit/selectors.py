@@ -1,6 +1,6 @@
 """Reads for the audit log."""
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from audit.models import AuditEvent
 
@@ -11,8 +11,8 @@ def audit_events(*, action: str = "", team_id: int | None = None, actor: str = "
         qs = qs.filter(action__startswith=action)
     if team_id:
         qs = qs.filter(team_id=team_id)
-    if actor:
-        qs = qs.filter(actor_label=actor)
+    if actor:  # by name: a person's own changes, made in the browser or through a token of theirs
+        qs = qs.filter(Q(actor_label=actor) | Q(actor__username=actor))
     return qs
 
 

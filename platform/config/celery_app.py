@@ -1,5 +1,6 @@
 """The Celery app. Workers start with `celery -A config.celery_app worker -Q train` (one per GPU),
-`-Q eval,default` for evaluation. Queues and limits are decided here, not at the call sites."""
+`-Q eval,default` for evaluation, `-Q webhooks` for webhook deliveries (so a slow receiver never waits behind
+a gate or holds one up). Queues and limits are decided here, not at the call sites."""
 
 import os
 
@@ -8,7 +9,7 @@ from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-QUEUES = ("train", "eval", "default")
+QUEUES = ("train", "eval", "default", "webhooks")
 
 app = Celery("accrete")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -25,7 +26,7 @@ app.conf.update(
         "workers.tasks.gate_candidate": {"queue": "eval"},
         "workers.tasks.playground_generate": {"queue": "eval"},
         "workers.tasks.readiness_check": {"queue": "eval"},
-        "workers.tasks.deliver_webhook": {"queue": "default"},
+        "workers.tasks.deliver_webhook": {"queue": "webhooks"},
     },
     # A training task holds a GPU for hours: take one at a time, acknowledge it only when done, and
     # give it back to the queue if the worker process dies under it.
@@ -39,6 +40,7 @@ app.conf.update(
         "reap-stale-jobs": {"task": "workers.tasks.reap_stale_jobs", "schedule": 60.0},
         "expire-pending-uploads": {"task": "workers.tasks.expire_pending_uploads", "schedule": 3600.0},
         "sweep-webhooks": {"task": "workers.tasks.sweep_webhooks", "schedule": 60.0},
+        "apply-retention": {"task": "workers.tasks.apply_retention", "schedule": 24 * 3600.0},
     },
 )
 app.autodiscover_tasks(["workers"])

@@ -1,6 +1,7 @@
 """Accrete settings. Every value comes from the environment; the defaults are the embedded run
 (`make demo`: SQLite, kombu's filesystem broker, artifacts under var/), which needs no service."""
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -186,7 +187,19 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # --- Accrete -----------------------------------------------------------------------------------
-ACCRETE_ARTIFACTS = Path(env_str("ACCRETE_ARTIFACTS", str(VAR_DIR / "artifacts")))
+# The artifact store: a local folder (the embedded default; one host, or a filesystem every host mounts), or
+# `s3://bucket/prefix` for an S3-compatible bucket several hosts share (endpoint and credentials from
+# AWS_ENDPOINT_URL / ACCRETE_S3_ENDPOINT_URL and the standard AWS variables). A URL stays a string: a Path
+# would fold its "//".
+ACCRETE_ARTIFACTS = env_str("ACCRETE_ARTIFACTS", str(VAR_DIR / "artifacts"))
+if ACCRETE_ARTIFACTS.startswith("s3://"):
+    if not ACCRETE_ARTIFACTS.removeprefix("s3://").split("/")[0]:
+        raise ImproperlyConfigured(f"ACCRETE_ARTIFACTS={ACCRETE_ARTIFACTS!r} names no bucket: write s3://bucket/prefix.")
+    ACCRETE_ARTIFACTS = ACCRETE_ARTIFACTS.rstrip("/")
+elif "://" in ACCRETE_ARTIFACTS:
+    raise ImproperlyConfigured(f"ACCRETE_ARTIFACTS={ACCRETE_ARTIFACTS!r}: use a local folder or s3://bucket/prefix.")
+else:
+    ACCRETE_ARTIFACTS = Path(ACCRETE_ARTIFACTS)
 ACCRETE_UPLOAD_MAX_BYTES = env_int("ACCRETE_UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 ACCRETE_UPLOAD_MAX_ROWS = env_int("ACCRETE_UPLOAD_MAX_ROWS", 200_000, minimum=10)
 ACCRETE_UPLOAD_MIN_ROWS = env_int("ACCRETE_UPLOAD_MIN_ROWS", 10, minimum=1)
@@ -260,7 +273,10 @@ ACCRETE_LINEAGE_PROBE_TOLERANCE = env_float("ACCRETE_LINEAGE_PROBE_TOLERANCE", 0
 
 # --- The machine interface: /api/v1, tokens, webhooks --------------------------------------------
 # Per-token (per-user for browser sessions) request rate of /api/v1, e.g. "600/min"; "" turns it off.
-ACCRETE_API_RATE = env_str("ACCRETE_API_RATE", "600/min")
+ACCRETE_API_RATE = env_str("ACCRETE_API_RATE", "600/min").strip()
+if ACCRETE_API_RATE and not re.fullmatch(r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", ACCRETE_API_RATE):
+    raise ImproperlyConfigured(f"ACCRETE_API_RATE={ACCRETE_API_RATE!r} is not a rate: write calls per period, e.g. "
+                               "600/min, 20/s, 10000/day — or an empty value for no limit.")
 ACCRETE_API_PAGE_MAX = env_int("ACCRETE_API_PAGE_MAX", 200, minimum=1)
 # Webhook deliveries: the first retry after ACCRETE_WEBHOOK_RETRY_BASE_S, doubling (at most an hour apart),
 # given up after ACCRETE_WEBHOOK_MAX_ATTEMPTS attempts; each attempt waits ACCRETE_WEBHOOK_TIMEOUT_S at most.
@@ -289,3 +305,6 @@ ACCRETE_SERVE_MAX_BATCH = env_int("ACCRETE_SERVE_MAX_BATCH", 8, minimum=1)
 ACCRETE_SERVE_BATCH_WAIT_MS = env_int("ACCRETE_SERVE_BATCH_WAIT_MS", 20, minimum=0)
 ACCRETE_SERVE_POLL_S = env_float("ACCRETE_SERVE_POLL_S", 2.0, minimum=0.1)
 ACCRETE_SERVE_MAX_NEW_TOKENS = env_int("ACCRETE_SERVE_MAX_NEW_TOKENS", 512, minimum=1)
+# Webhook receivers inside the platform's own network (loopback, private, link-local addresses) are refused
+# unless this is on: on by default for the embedded run (DJANGO_DEBUG), off in production.
+ACCRETE_WEBHOOK_ALLOW_PRIVATE = env_bool("ACCRETE_WEBHOOK_ALLOW_PRIVATE", DEBUG)

@@ -47,7 +47,7 @@ class DemoSettings:
     approver: str = "olivia"
     password: str = "demo-pass"
     # The queues the local worker consumes: the demo's one worker trains, evaluates and checks readiness.
-    worker_queues: str = "train,eval,default"
+    worker_queues: str = "train,eval,default,webhooks"
     # How long the local worker may take to finish its current task after SIGTERM before it is killed.
     worker_stop_seconds: int = 30
     # How often the demo reads a job's progress or a gate's state, and how long it waits for any one of

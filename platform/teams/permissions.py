@@ -44,6 +44,33 @@ def require_role(user, team, role: str, *, action: str) -> None:
         )
 
 
+def is_machine(user) -> bool:
+    """A team service account (tokens.ServiceAccount, reached by its reverse name: teams sits below tokens)."""
+    return user is not None and _has_account(user)
+
+
+def _has_account(user) -> bool:
+    try:
+        user.service_account  # noqa: B018 (a reverse one-to-one raises when there is none)
+        return True
+    except Exception:  # RelatedObjectDoesNotExist, or not a user at all
+        return False
+
+
+def person_behind(user):
+    """The person accountable for `user`'s actions: the user itself, or the person who created the service
+    account (four eyes compare people, so a machine a person made counts as that person)."""
+    if _has_account(user):
+        return user.service_account.created_by
+    return user
+
+
+def same_person(a, b) -> bool:
+    """Whether two identities come down to one person (a service account counts as its creator)."""
+    first, second = person_behind(a), person_behind(b)
+    return first is not None and second is not None and first.pk == second.pk
+
+
 @dataclass(frozen=True)
 class CaseAccess:
     """The team-privacy rule for one user. A skill's case contents — prompts, references, the model's

@@ -10,13 +10,14 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
 from audit.services import audit_record
 from config.errors import AccreteError
 from teams.models import ROLE_RANK, Membership, Role
-from teams.permissions import is_platform_admin, require_role, role_in
+from teams.permissions import RoleRequired, is_machine, is_platform_admin, require_role, role_in
 from tokens.models import ApiToken, ServiceAccount
 
 TOKEN = re.compile(r"acc_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
@@ -53,10 +54,13 @@ def _may_manage_tokens_of(actor, user) -> bool:
 
 
 def token_create(*, user, name: str, actor, expires_in_days: int | None = 90) -> NewToken:
-    """A new token for `user` (oneself; a service account of a team one owns skills in). `expires_in_days`
-    None: never expires (allowed, but shown as such everywhere)."""
+    """A new token for `user` (oneself; a service account of a team one owns skills in), made by a person:
+    a service account never mints credentials (its own or another's). `expires_in_days` None: never expires
+    (allowed, but shown as such everywhere)."""
+    if is_machine(actor):
+        raise RoleRequired(f"{actor} is a service account: tokens are made by a person, in the browser.")
     if not _may_manage_tokens_of(actor, user):
-        raise TokenRefused(f"{actor} may not create tokens for {user}: a token is its owner's, or a service "
+        raise RoleRequired(f"{actor} may not create tokens for {user}: a token is its owner's, or a service "
                            "account's, created by a skill owner of its team.")
     if hasattr(user, "service_account") and not user.service_account.is_active:
         raise TokenRefused(f"Service account {user.service_account} is disabled: enable it before issuing tokens.")
@@ -79,7 +83,8 @@ def token_create(*, user, name: str, actor, expires_in_days: int | None = 90) ->
 
 def token_revoke(*, token: ApiToken, actor) -> ApiToken:
     if not _may_manage_tokens_of(actor, token.user):
-        raise TokenRefused(f"{actor} may not revoke {token.shown}.")
+        raise RoleRequired(f"{actor} may not revoke {token.shown}: a token is revoked by its owner, or (a "
+                           "service account's) by a skill owner of its team.")
     with transaction.atomic():
         changed = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         token.refresh_from_db()
@@ -106,7 +111,9 @@ def token_authenticate(raw: str, *, now: datetime | None = None) -> ApiToken | N
     if account is not None and not account.is_active:
         return None
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_GRANULARITY:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        # never backwards: a slower concurrent call does not overwrite a later time
+        ApiToken.objects.filter(pk=token.pk).filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now)) \
+            .update(last_used_at=now)
         token.last_used_at = now
     return token
 
@@ -121,6 +128,8 @@ def service_account_create(*, team, name: str, role: str, actor, description: st
     """A skill owner of `team` (or a platform admin) creates a machine identity with one role in the team,
     never above their own (a skill owner's service account can at most be a skill owner)."""
     require_role(actor, team, Role.SKILL_OWNER, action="create service accounts")
+    if is_machine(actor):
+        raise RoleRequired(f"{actor} is a service account: service accounts are made by a person, in the browser.")
     if role not in Role.values or role == Role.PLATFORM_ADMIN:
         raise TokenRefused(f"A service account holds one team role: viewer, contributor or skill_owner (got {role!r}).")
     if ROLE_RANK[Role(role)] > ROLE_RANK[Role(role_in(actor, team))]:

@@ -7,10 +7,12 @@ Which events a team receives: its own jobs, gates and promotion requests, and `v
 reference or output, so a team never receives another team's case contents."""
 
 import base64
+import ipaddress
 import json
 import secrets
+import socket
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -57,8 +59,12 @@ def new_secret() -> str:
 
 def _clean(url: str, events) -> tuple[str, list[str]]:
     url = (url or "").strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 500:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 bracket
+        parts, hostname = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not hostname or len(url) > 500:
         raise WebhookRefused(f"The endpoint URL must be an http:// or https:// address of at most 500 characters "
                              f"(got {url[:80]!r}).")
     events = list(dict.fromkeys(events or []))
@@ -150,16 +156,33 @@ def _backoff(attempts: int) -> float:
 
 
 def webhook_deliver(delivery_id: int, *, client: httpx.Client | None = None) -> float | None:
-    """One attempt at a pending delivery. Returns the seconds to wait before the next attempt, or None when
-    there is none (delivered, given up after ACCRETE_WEBHOOK_MAX_ATTEMPTS, or not pending any more)."""
+    """One attempt at a pending delivery: claim it (a short transaction), send it (no transaction, no lock
+    held while the receiver answers), record the outcome. Returns the seconds to wait before the next
+    attempt, or None when there is none (delivered, given up after ACCRETE_WEBHOOK_MAX_ATTEMPTS, not due,
+    or not pending any more). The attempt is counted when it is claimed, so a worker killed mid-request
+    still uses one of the attempts and the sweep sends it again later."""
+    delivery = _claim(delivery_id)
+    if delivery is None:
+        return None
+    status, error, latency, sent_at = _send(delivery, client)
+    return _record(delivery, status=status, error=error, latency=latency, sent_at=sent_at)
+
+
+def _lease() -> timedelta:
+    """How long a claimed attempt may take before a duplicate message or the sweep may try again."""
+    return timedelta(seconds=settings.ACCRETE_WEBHOOK_TIMEOUT_S * 3 + 60)
+
+
+def _claim(delivery_id: int) -> WebhookDelivery | None:
     with transaction.atomic():
-        delivery = (WebhookDelivery.objects.select_for_update(skip_locked=True).select_related("endpoint")
-                    .filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING).first())
+        delivery = (WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+                    .select_related("endpoint").filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING).first())
         if delivery is None:
             return None  # done, or another worker holds it
-        if delivery.next_attempt_at is not None and delivery.next_attempt_at > timezone.now() + DUE_GRACE:
-            # A second message for an attempt already made (Celery delivers at least once; the sweep re-queues
-            # late ones): the attempt that set next_attempt_at queued its own retry, so this one sends nothing.
+        now = timezone.now()
+        if delivery.next_attempt_at is not None and delivery.next_attempt_at > now + DUE_GRACE:
+            # A second message for an attempt already made or in flight (Celery delivers at least once; the
+            # sweep re-queues late ones): the attempt that set next_attempt_at queued its own retry.
             return None
         if not delivery.endpoint.active:
             # A team turns an endpoint off to stop the requests (a broken receiver, a leaked URL): retries too.
@@ -167,41 +190,81 @@ def webhook_deliver(delivery_id: int, *, client: httpx.Client | None = None) -> 
             delivery.last_error = "The endpoint is turned off: nothing was sent (redeliver once it is back on)."
             delivery.save(update_fields=["status", "next_attempt_at", "last_error"])
             return None
-        body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
-        sent_at = timezone.now()
-        signature = Webhook(delivery.endpoint.secret).sign(delivery.event_id, sent_at, body)
-        headers = {"content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": delivery.event_id,
-                   "webhook-timestamp": str(int(sent_at.timestamp())), "webhook-signature": signature}
-        started = time.monotonic()
-        status, error = None, ""
-        try:
-            own = client or httpx.Client(timeout=settings.ACCRETE_WEBHOOK_TIMEOUT_S, follow_redirects=False)
-            try:
-                response = own.post(delivery.endpoint.url, content=body.encode(), headers=headers)
-            finally:
-                if client is None:
-                    own.close()
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"HTTP {status}: {response.text[:200]}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-        latency = int((time.monotonic() - started) * 1000)
-        delivery.attempts += 1
-        delivery.response_status, delivery.latency_ms, delivery.last_error = status, latency, error
-        delivery.log = [*delivery.log, {"at": sent_at.isoformat(), "status": status, "latency_ms": latency,
-                                        "error": error}][-20:]
-        wait = None
-        if not error:
-            delivery.status, delivery.delivered_at, delivery.next_attempt_at = (
-                WebhookDelivery.Status.SUCCEEDED, timezone.now(), None)
-        elif delivery.attempts >= settings.ACCRETE_WEBHOOK_MAX_ATTEMPTS:
+        if delivery.attempts >= settings.ACCRETE_WEBHOOK_MAX_ATTEMPTS:  # its last attempt died with a worker
             delivery.status, delivery.next_attempt_at = WebhookDelivery.Status.FAILED, None
-        else:
-            wait = _backoff(delivery.attempts)
-            delivery.next_attempt_at = timezone.now() + timedelta(seconds=wait)
-        delivery.save()
-    return wait
+            delivery.last_error = (delivery.last_error or "The last attempt did not finish (the worker stopped).")
+            delivery.save(update_fields=["status", "next_attempt_at", "last_error"])
+            return None
+        delivery.attempts += 1
+        delivery.next_attempt_at = now + _lease()
+        delivery.save(update_fields=["attempts", "next_attempt_at"])
+    return delivery
+
+
+def _send(delivery: WebhookDelivery, client: httpx.Client | None) -> tuple[int | None, str, int, datetime]:
+    """POST the signed payload. Only the status code of the answer is kept (its body is never read past a
+    few bytes, nor stored: a receiver's page is not the platform's to show)."""
+    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
+    sent_at = timezone.now()
+    signature = Webhook(delivery.endpoint.secret).sign(delivery.event_id, sent_at, body)
+    headers = {"content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": delivery.event_id,
+               "webhook-timestamp": str(int(sent_at.timestamp())), "webhook-signature": signature}
+    started = time.monotonic()
+    status, error = None, ""
+    refusal = private_address_refusal(delivery.endpoint.url)
+    if refusal:
+        return None, refusal, 0, sent_at
+    own = client or httpx.Client(timeout=settings.ACCRETE_WEBHOOK_TIMEOUT_S, follow_redirects=False)
+    try:
+        with own.stream("POST", delivery.endpoint.url, content=body.encode(), headers=headers) as response:
+            status = response.status_code
+            for _ in response.iter_bytes(1024):
+                break  # the answer's body is not needed: read at most one chunk, then close
+        if not 200 <= status < 300:
+            error = f"HTTP {status}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    finally:
+        if client is None:
+            own.close()
+    return status, error, int((time.monotonic() - started) * 1000), sent_at
+
+
+def _record(delivery: WebhookDelivery, *, status, error: str, latency: int, sent_at: datetime) -> float | None:
+    wait = None
+    fields = {"response_status": status, "latency_ms": latency, "last_error": error,
+              "log": [*delivery.log, {"at": sent_at.isoformat(), "status": status, "latency_ms": latency,
+                                      "error": error}][-20:]}
+    if not error:
+        fields.update(status=WebhookDelivery.Status.SUCCEEDED, delivered_at=timezone.now(), next_attempt_at=None)
+    elif delivery.attempts >= settings.ACCRETE_WEBHOOK_MAX_ATTEMPTS:
+        fields.update(status=WebhookDelivery.Status.FAILED, next_attempt_at=None)
+    else:
+        wait = _backoff(delivery.attempts)
+        fields["next_attempt_at"] = timezone.now() + timedelta(seconds=wait)
+    recorded = WebhookDelivery.objects.filter(pk=delivery.pk, status=WebhookDelivery.Status.PENDING,
+                                              attempts=delivery.attempts).update(**fields)
+    return wait if recorded else None
+
+
+def private_address_refusal(url: str) -> str:
+    """Why `url` must not be called — its host is (or resolves to) a loopback, private, link-local or reserved
+    address, the platform's own network — or "" when it may. ACCRETE_WEBHOOK_ALLOW_PRIVATE=1 allows them
+    (the embedded default, where receivers run on the same machine)."""
+    if settings.ACCRETE_WEBHOOK_ALLOW_PRIVATE:
+        return ""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError as exc:
+        return f"Cannot resolve {host}: {exc}"
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast \
+                or ip.is_unspecified:
+            return (f"Refused: {host} resolves to {address}, an internal address (set "
+                    "ACCRETE_WEBHOOK_ALLOW_PRIVATE=1 to allow receivers inside the platform's network).")
+    return ""
 
 
 def webhook_redeliver(*, delivery: WebhookDelivery, actor) -> WebhookDelivery:

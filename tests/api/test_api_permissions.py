@@ -21,7 +21,7 @@ ALLOWED = {  # action -> (status when allowed, minimum role)
     "archive_skill": (200, "skill_owner"),
     "approve": (200, "skill_owner"),
     "add_webhook": (201, "skill_owner"),
-    "add_service_account": (201, "skill_owner"),
+    "list_service_accounts": (200, "viewer"),
     "download_demonstrations": (200, "viewer"),
     "view_audit": (200, "platform_admin"),
 }
@@ -29,8 +29,10 @@ ALLOWED = {  # action -> (status when allowed, minimum role)
 LISTS = {"list_jobs"}
 
 
-def expected(role: str, action: str, team: str) -> int:
+def expected(role: str, action: str, team: str, kind: str = "person") -> int:
     ok, minimum = ALLOWED[action]
+    if kind == "service" and action == "approve" and team == "own" and role == "skill_owner":
+        return 403  # four eyes are people's: a service account never approves, whatever its role
     if role == "platform_admin":
         return ok
     if action == "view_audit":  # not a team object: a role question only
@@ -77,8 +79,8 @@ def act(api, people, skill, hr_skill, base_version, open_request, make_candidate
             return client.post(f"/promotion-requests/{open_request(target).pk}/decision", {"decision": "approve"})
         if action == "add_webhook":
             return client.post("/webhooks", {"team": target.team.slug, "url": "https://ci.example/hook"})
-        if action == "add_service_account":
-            return client.post(f"/teams/{target.team.slug}/service-accounts", {"name": "ci", "role": "viewer"})
+        if action == "list_service_accounts":
+            return client.get(f"/teams/{target.team.slug}/service-accounts")
         if action == "download_demonstrations":
             return client.get(f"/demonstration-sets/{dset.pk}/download")
         if action == "view_audit":
@@ -112,7 +114,7 @@ def identity(api, people):
 def test_api_permission_matrix(act, identity, role, kind, action, team):
     response = act(identity(role, kind), action, team)
 
-    assert response.status_code == expected(role, action, team), response.content.decode()[:400]
+    assert response.status_code == expected(role, action, team, kind), response.content.decode()[:400]
     if response.status_code >= 400:
         assert response["Content-Type"] == "application/problem+json"
 
@@ -145,3 +147,42 @@ def test_a_person_in_no_team_sees_no_versions(api, people, django_user_model, ba
     assert client.get("/versions").json()["count"] == 0
     assert client.get(f"/versions/{base_version.number}").status_code == 403
     assert client.get("/skills").json()["count"] == 0
+
+
+def test_a_service_account_cannot_be_the_second_pair_of_eyes(api, people, skill, make_candidate, open_request):
+    """bob cannot ask with his machine and approve himself, nor approve with a machine: four eyes are people."""
+    from registry.models import ModelVersion
+
+    svc = service_account_create(team=people["legal"], name="bob bot", role="skill_owner", actor=people["bob"])
+    machine = type(api(None))(token_create(user=svc.user, name="ci", actor=people["bob"]).secret)
+    version = make_candidate(skill)
+    asked = machine.post(f"/versions/{version.number}/promotion-requests", {"comment": "from CI"})
+    assert asked.status_code == 201
+    # bob made the machine that asked: his approval is his own request's
+    refused = api("bob").post(f"/promotion-requests/{asked.json()['id']}/decision", {"decision": "approve"})
+    assert refused.status_code == 403 and "four-eyes" in refused.json()["detail"]
+    # a machine never approves
+    request = open_request(skill, by=people["dave"])
+    refused = machine.post(f"/promotion-requests/{request.pk}/decision", {"decision": "approve"})
+    assert refused.status_code == 403 and "service account" in refused.json()["detail"]
+    assert not ModelVersion.objects.filter(status="production", skill=skill).exists()
+    # dave, a second person, can approve the machine's request
+    decided = api("dave").post(f"/promotion-requests/{asked.json()['id']}/decision", {"decision": "approve"})
+    assert decided.status_code == 200, decided.content
+    assert ModelVersion.objects.get(status="production") == version
+
+
+def test_a_skill_change_is_decided_by_another_person_through_the_api(api, people, skill):
+    from skills.models import SkillChange
+
+    svc = service_account_create(team=people["legal"], name="bob bot", role="skill_owner", actor=people["bob"])
+    machine = type(api(None))(token_create(user=svc.user, name="ci", actor=people["bob"]).secret)
+    asked = machine.patch(f"/skills/{skill.slug}", {"tolerance": 0.5, "comment": "looser"})
+    assert asked.status_code == 200 and asked.json()["pending_change"], asked.content
+    change = asked.json()["pending_change"]
+    assert api("bob").post(f"/skill-changes/{change}/decision", {"decision": "approve"}).status_code == 403
+    assert machine.post(f"/skill-changes/{change}/decision", {"decision": "approve"}).status_code == 403
+    decided = api("dave").post(f"/skill-changes/{change}/decision", {"decision": "approve", "comment": "ok"})
+    assert decided.status_code == 200 and decided.json()["status"] == "approved", decided.content
+    skill.refresh_from_db()
+    assert skill.tolerance == 0.5 and SkillChange.objects.get(pk=change).decided_by == people["dave"]

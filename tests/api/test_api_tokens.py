@@ -8,6 +8,7 @@ from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from teams.permissions import RoleRequired
 from tokens.models import ApiToken
 from tokens.services import (
     TokenRefused,
@@ -90,17 +91,19 @@ def test_token_rules(people):
         token_create(user=people["alice"], name="x", actor=people["alice"], expires_in_days=0)
     with pytest.raises(TokenRefused, match="Name the token"):
         token_create(user=people["alice"], name="  ", actor=people["alice"])
-    with pytest.raises(TokenRefused, match="may not create tokens"):
+    with pytest.raises(RoleRequired, match="may not create tokens"):
         token_create(user=people["bob"], name="x", actor=people["alice"])
     # a skill owner cannot make a service account above their own role
     with pytest.raises(TokenRefused, match="cannot get more|one team role"):
         service_account_create(team=people["legal"], name="root", role="platform_admin", actor=people["bob"])
 
 
-def test_the_api_can_manage_its_own_tokens(api, people):
-    alice = api("alice")
-    created = alice.post("/tokens", {"name": "ci", "expires_in_days": 30})
+def test_a_signed_in_person_manages_tokens_through_the_api(api, people):
+    browser = Client()
+    browser.force_login(people["alice"])
+    created = browser.post("/api/v1/tokens", {"name": "ci", "expires_in_days": 30}, content_type="application/json")
     assert created.status_code == 201
+    alice = api("alice")
     secret = created.json()["token"]
     assert _me(secret).json()["username"] == "alice"
     listed = alice.get("/tokens").json()
@@ -149,3 +152,41 @@ def test_a_browser_session_keeps_its_csrf_check(people, skill):
     browser.get("/")  # any page with a form (the sign-out button) sets the CSRF cookie
     csrf = browser.cookies["csrftoken"].value
     assert browser.post(f"/api/v1/skills/{skill.slug}/archive", HTTP_X_CSRFTOKEN=csrf).status_code == 200
+
+
+def test_a_bad_token_on_a_write_is_401_not_a_csrf_refusal(people, skill):
+    # a real client sends no CSRF token; a revoked or forged token must read as "not authenticated"
+    client = Client(enforce_csrf_checks=True)
+    new = token_create(user=people["bob"], name="t", actor=people["bob"])
+    token_revoke(token=new.token, actor=people["bob"])
+    for token in (new.secret, "acc_000000000000_" + "A" * 43):
+        response = client.post(f"/api/v1/skills/{skill.slug}/archive", HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert response.status_code == 401, response.content
+    good = token_create(user=people["bob"], name="t2", actor=people["bob"]).secret
+    assert client.post(f"/api/v1/skills/{skill.slug}/archive", HTTP_AUTHORIZATION=f"Bearer {good}").status_code == 200
+
+
+def test_a_token_cannot_mint_credentials(api, people):
+    # a token cannot outlive its expiry or revocation by making another one, nor make a service account
+    bob = api("bob", expires_in_days=1)
+    assert bob.post("/tokens", {"name": "forever", "expires_in_days": None}).status_code == 403
+    assert bob.post("/teams/legal/service-accounts", {"name": "ci", "role": "viewer"}).status_code == 403
+    account = service_account_create(team=people["legal"], name="ci", role="skill_owner", actor=people["bob"])
+    assert bob.post(f"/service-accounts/{account.pk}/tokens", {"name": "x"}).status_code == 403
+    assert ApiToken.objects.filter(user=account.user).count() == 0
+    # nor can a service account, whichever way it is asked
+    machine = type(bob)(token_create(user=account.user, name="ci", actor=people["bob"]).secret)
+    with pytest.raises(RoleRequired, match="service account"):
+        service_account_create(team=people["legal"], name="ci2", role="viewer", actor=account.user)
+    with pytest.raises(RoleRequired, match="service account"):
+        token_create(user=account.user, name="again", actor=account.user)
+    assert machine.get("/me").json()["service_account"] is True
+
+
+def test_the_audit_log_finds_a_persons_api_changes_by_their_name(api, people, skill):
+    bob = api("bob")
+    bob.post(f"/skills/{skill.slug}/archive")
+
+    rows = api("admin").get("/audit", actor="bob", action="skill.").json()["items"]
+
+    assert [r["action"] for r in rows] == ["skill.archived"] and rows[0]["actor"].startswith("bob via token")

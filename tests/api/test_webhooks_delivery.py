@@ -334,7 +334,7 @@ def test_a_real_worker_retries_until_the_receiver_takes_it(people, skill, make_c
                                                            monkeypatch):
     # given a worker that retries after 0.5 s, then 1 s, and a receiver that fails twice
     monkeypatch.setenv("ACCRETE_WEBHOOK_RETRY_BASE_S", "0.5")
-    workers.start(queues="default")
+    workers.start(queues="webhooks")
     version = make_candidate(skill)
     endpoint = webhook_endpoint_create(team=people["legal"], url=receiver.url, actor=people["bob"],
                                        events=["version.production"])
@@ -363,3 +363,47 @@ def test_a_real_worker_retries_until_the_receiver_takes_it(people, skill, make_c
              what="the redelivery", interval=0.2)
     assert len(receiver.received()) == 4
     assert receiver.received()[3]["headers"]["webhook-id"] == delivery.event_id
+
+
+# --- receivers inside the platform's network, bad URLs, rotating the secret --------------------------
+
+
+def test_a_receiver_inside_the_platforms_network_is_refused_unless_allowed(requested, receiver, settings):
+    # given production's setting: no receivers on loopback or private addresses
+    settings.ACCRETE_WEBHOOK_ALLOW_PRIVATE = False
+    endpoint, delivery = requested
+    # when
+    webhook_deliver(delivery.pk)
+    # then nothing was sent, and the log says why
+    delivery.refresh_from_db()
+    assert receiver.received() == []
+    assert delivery.attempts == 1 and "internal address" in delivery.last_error and "127.0.0.1" in delivery.last_error
+
+
+def test_only_the_status_of_a_failed_answer_is_kept(requested, receiver):
+    endpoint, delivery = requested
+    receiver.answer(500)
+
+    webhook_deliver(delivery.pk)
+
+    delivery.refresh_from_db()
+    assert delivery.last_error == "HTTP 500" and delivery.log[-1]["error"] == "HTTP 500"
+
+
+def test_a_url_python_cannot_parse_is_refused_with_a_message(people):
+    from webhooks.services import WebhookRefused
+
+    for url in ("http://[::1", "ftp://example.org/x", "https://", "javascript:alert(1)"):
+        with pytest.raises(WebhookRefused, match="http:// or https://"):
+            webhook_endpoint_create(team=people["legal"], url=url, actor=people["bob"])
+
+
+def test_rotating_the_secret_through_the_api_returns_the_new_one_once(api, people, requested):
+    endpoint, _ = requested
+    bob = api("bob")
+
+    rotated = bob.patch(f"/webhooks/{endpoint.pk}", {"rotate_secret": True})
+
+    endpoint.refresh_from_db()
+    assert rotated.status_code == 200 and rotated.json()["secret"] == endpoint.secret
+    assert "secret" not in bob.patch(f"/webhooks/{endpoint.pk}", {"active": True}).json()

@@ -1,4 +1,5 @@
-"""What the pages show: dashboard, job progress, gate report, forgetting matrix, playground, audit."""
+"""What the pages show: dashboard, job progress, gate report, forgetting matrix, audit (the playground:
+test_playground.py)."""
 
 from django.urls import reverse
 
@@ -141,43 +142,6 @@ def test_the_skill_page_shows_sets_readiness_and_score_history(login, skill, mak
     assert "teacher 9/10" in page and "The teacher shows the skill." in page
     assert "75%" in page
     assert "Run readiness check" not in page  # viewers read only
-
-
-class Answer:
-    def __init__(self, value=None, error=None):
-        self.value, self.error = value, error
-
-    def get(self, timeout):
-        assert timeout <= 60
-        if self.error:
-            raise self.error
-        return self.value
-
-
-def test_the_playground_compares_two_versions(login, skill, make_candidate, base_version, fake_tasks):
-    other = make_candidate(skill)
-    fake_tasks.playground_generate.result = Answer({"text": "POL-042", "seconds": 1.2})
-
-    response = login("vera").post(reverse("playground"), {
-        "prompt": "Policy code for 42?", "version": base_version.pk, "compare_with": other.pk,
-        "max_new_tokens": 32})
-
-    assert response.status_code == 200
-    assert response.content.decode().count("POL-042") == 2
-    name, args, kwargs = fake_tasks.calls[0]
-    assert args == (base_version.pk, [{"role": "user", "content": "Policy code for 42?"}], 32)
-    assert name == "playground_generate"
-
-
-def test_the_playground_says_when_no_worker_answers(login, base_version, people, fake_tasks):
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
-    fake_tasks.playground_generate.result = Answer(error=CeleryTimeout())
-
-    page = login("vera").post(reverse("playground"), {
-        "prompt": "hello", "version": base_version.pk, "max_new_tokens": 16}).content.decode()
-
-    assert "No eval worker answered within 60 s" in page and "make worker" in page
 
 
 def test_the_audit_log_filters_and_pages(login, skill, open_request):

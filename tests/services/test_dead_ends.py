@@ -120,9 +120,10 @@ def test_a_gate_that_raises_fails_with_its_reason_and_can_be_re_run(skill, make_
         pipeline.run_candidate_gate(version.pk)
     # then it is failed, with the error kept, and not stuck evaluating
     version.refresh_from_db()
-    assert version.status == "failed" and "OSError" in version.gate_error
+    assert version.status == "failed" and "ArtifactMissing" in version.gate_error
+    assert "not in the artifact store" in version.gate_error
     assert AuditEvent.objects.get(action="version.failed", object_id=str(version.pk)).data["reason"].startswith(
-        "OSError")
+        "ArtifactMissing")
     # and a skill owner can re-run it
     assert gate_rerun(version=version, actor=people["bob"], enqueue=False).status == "evaluating"
 

@@ -29,7 +29,7 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
-  // Long-running forms (the playground waits for a worker) say so and cannot be sent twice.
+  // Forms that start work (training, an upload, the playground) say so and cannot be sent twice.
   document.querySelectorAll("form[data-busy-text]").forEach((form) => {
     form.addEventListener("submit", () => {
       const button = form.querySelector("button[type=submit]");

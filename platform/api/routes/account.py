@@ -46,6 +46,14 @@ from webhooks.services import (
 router = Router()
 
 
+def _not_through_a_token(request, what: str) -> None:
+    """Credentials are minted by a signed-in person (the browser, or its session calling the API), never by
+    another credential: a token cannot extend itself past its expiry or outlive its revocation."""
+    if getattr(request, "api_token", None) is not None:
+        raise Problem(403, f"{what} cannot be created with an API token: sign in to the browser (API tokens "
+                      "page), where a person creates them.", code="forbidden")
+
+
 def _team(request, slug: str) -> Team:
     return get_object_or_404(teams_of(request.user), slug=slug)
 
@@ -83,8 +91,10 @@ def tokens_list(request):
 
 
 @router.post("/tokens", response={201: NewTokenOut}, tags=["tokens"],
-             summary="Create a personal token: the response holds it, once")
+             summary="Create a personal token from a browser session (not with a token): the response holds "
+                     "it, once")
 def tokens_create(request, payload: TokenIn):
+    _not_through_a_token(request, "Tokens")
     new = token_create(user=request.user, name=payload.name, actor=request.user,
                        expires_in_days=payload.expires_in_days)
     return 201, {**serialize.token(new.token), "token": new.secret}
@@ -123,7 +133,9 @@ def _account_roles(accounts) -> dict[int, str | None]:
 @router.post("/teams/{slug}/service-accounts", response={201: ServiceAccountOut}, tags=["tokens"],
              summary="Create a service account: a machine identity with one role in the team (skill owners)")
 def service_accounts_create(request, slug: str, payload: ServiceAccountIn):
-    account = service_account_create(team=_team(request, slug), name=payload.name, role=payload.role,
+    team = _team(request, slug)
+    _not_through_a_token(request, "Service accounts")
+    account = service_account_create(team=team, name=payload.name, role=payload.role,
                                      actor=request.user, description=payload.description)
     return 201, serialize.service_account(account)
 
@@ -133,9 +145,17 @@ def _account(request, pk: int) -> ServiceAccount:
                              team__in=teams_of(request.user))
 
 
+@router.get("/service-accounts/{pk}/tokens", response=list[TokenOut], tags=["tokens"],
+            summary="A service account's tokens (never the secrets)")
+def service_account_tokens(request, pk: int):
+    account = _account(request, pk)
+    return [serialize.token(t) for t in tokens_of(account.user).select_related("user")]
+
+
 @router.post("/service-accounts/{pk}/tokens", response={201: NewTokenOut}, tags=["tokens"])
 def service_account_token(request, pk: int, payload: TokenIn):
     account = _account(request, pk)
+    _not_through_a_token(request, "Tokens")
     new = token_create(user=account.user, name=payload.name, actor=request.user,
                        expires_in_days=payload.expires_in_days)
     return 201, {**serialize.token(new.token), "token": new.secret}
@@ -168,10 +188,13 @@ def webhooks_create(request, payload: WebhookIn):
     return 201, {**serialize.webhook(endpoint), "secret": endpoint.secret}
 
 
-@router.patch("/webhooks/{pk}", response=WebhookOut, tags=["webhooks"])
+@router.patch("/webhooks/{pk}", response=NewWebhookOut | WebhookOut, tags=["webhooks"],
+              summary="Change an endpoint; with rotate_secret the response holds the new secret, once")
 def webhooks_edit(request, pk: int, payload: WebhookPatch):
     endpoint = get_object_or_404(_endpoints(request), pk=pk)
     endpoint = webhook_endpoint_update(endpoint=endpoint, actor=request.user, **payload.dict())
+    if payload.rotate_secret:
+        return {**serialize.webhook(endpoint), "secret": endpoint.secret}
     return serialize.webhook(endpoint)
 
 

@@ -2,11 +2,13 @@
 
 import json
 from dataclasses import asdict
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from ninja import File, Form, Query, Router
 from ninja.files import UploadedFile
 
@@ -15,8 +17,10 @@ from api.models import PendingUpload
 from api.paging import PageParams, page_of, paged
 from api.problems import Problem
 from api.schemas import (
+    DecisionIn,
     DemonstrationSetOut,
     ReadinessOut,
+    SkillChangeDecisionOut,
     SkillChangeOut,
     SkillIn,
     SkillOut,
@@ -24,7 +28,7 @@ from api.schemas import (
     UploadReportOut,
 )
 from registry.selectors import production_token_budget
-from skills.models import DemonstrationSet, Skill
+from skills.models import DemonstrationSet, Skill, SkillChange
 from skills.parsing import file_label, sizes_told_apart
 from skills.selectors import demonstration_sets_of
 from skills.services import (
@@ -34,6 +38,7 @@ from skills.services import (
     demonstration_set_save,
     readiness_request,
     skill_archive,
+    skill_change_decide,
     skill_create,
     skill_reactivate,
     skill_update,
@@ -98,6 +103,18 @@ def skills_edit(request, slug: str, payload: SkillPatch):
             "pending_fields": update.pending.fields if update.pending else None, "skill": serialize.skill(skill)}
 
 
+@router.post("/skill-changes/{pk}/decision", response=SkillChangeDecisionOut,
+             summary="Approve or reject a pending loosening of a skill's rules (another skill owner: four eyes)")
+def skill_changes_decide(request, pk: int, payload: DecisionIn):
+    change = get_object_or_404(SkillChange.objects.select_related("skill__team", "requested_by"), pk=pk,
+                               skill__team__in=teams_of(request.user))
+    change = skill_change_decide(change=change, actor=request.user, decision=payload.decision,
+                                 comment=payload.comment)
+    return {"id": change.pk, "skill": change.skill.slug, "status": change.status, "fields": change.fields,
+            "requested_by": change.requested_by.get_username(), "comment": change.comment,
+            "decided_by": change.decided_by.get_username() if change.decided_by_id else None}
+
+
 @router.post("/skills/{slug}/archive", response=SkillOut)
 def skills_archive(request, slug: str):
     return serialize.skill(skill_archive(skill=skill_or_404(request, slug), actor=request.user))
@@ -157,6 +174,7 @@ def uploads_create(request, slug: str, file: File[UploadedFile], eval_file: File
     skill = skill_or_404(request, slug)
     _too_large(file)
     _too_large(eval_file)
+    _forget_expired_uploads()
     token = pending_upload_token()
     filename = file_label(file.name or "upload")
     eval_name = file_label(eval_file.name or "eval") if eval_file is not None else None
@@ -179,6 +197,13 @@ def uploads_create(request, slug: str, file: File[UploadedFile], eval_file: File
         pending_upload_discard(token)
         raise
     return 200, _report(outcome, filename, token)
+
+
+def _forget_expired_uploads() -> None:
+    """Rows of uploads nobody confirmed within ACCRETE_UPLOAD_TTL_S (their files are gone by then: the hourly
+    expiry deletes them) are deleted here, as new uploads come in."""
+    cutoff = timezone.now() - timedelta(seconds=settings.ACCRETE_UPLOAD_TTL_S)
+    PendingUpload.objects.filter(created_at__lt=cutoff).delete()
 
 
 def _pending_or_404(request, token: str) -> PendingUpload | None:
@@ -266,8 +291,8 @@ def sets_download(request, pk: int):
 def readiness_start(request, pk: int):
     dset = set_or_404(request, pk)
     readiness_request(demonstration_set=dset, actor=request.user)
-    return 202, {"demonstration_set": dset.pk, "status": "done" if dset.readiness else "not_run",
-                 "report": dset.readiness}
+    # queued: a worker writes the new report over the previous one (GET shows the latest there is)
+    return 202, {"demonstration_set": dset.pk, "status": "queued", "report": None}
 
 
 @router.get("/demonstration-sets/{pk}/readiness", response=ReadinessOut, tags=["demonstrations"])

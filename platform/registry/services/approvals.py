@@ -14,7 +14,7 @@ from registry.services.versions import (
     version_promote,
 )
 from teams.models import Role
-from teams.permissions import require_role
+from teams.permissions import is_machine, require_role, same_person
 
 S = ModelVersion.Status
 
@@ -50,10 +50,15 @@ def approval_decide(*, request: PromotionRequest, approver, decision: str, comme
     if approver is None:
         raise SelfApprovalError("An approval is a second person's decision: name the approver (four-eyes rule).")
     require_role(approver, version.skill.team, Role.SKILL_OWNER, action=f"approve v{version.number}")
-    if approver.pk == request.requested_by_id:
+    if is_machine(approver) and decision == Approval.Decision.APPROVE:
         raise SelfApprovalError(
-            f"{approver.get_username()} requested the promotion of v{version.number} and cannot also approve it: "
-            "another skill owner must review it (four-eyes rule)."
+            f"{approver.get_username()} is a service account: approving a promotion is a person's decision "
+            "(four-eyes rule). A skill owner approves it in the browser or with their own token."
+        )
+    if approver.pk == request.requested_by_id or same_person(approver, request.requested_by):
+        raise SelfApprovalError(
+            f"{approver.get_username()} requested the promotion of v{version.number} (or made the service account "
+            "that did) and cannot also approve it: another skill owner must review it (four-eyes rule)."
         )
     if decision not in Approval.Decision.values:
         raise TransitionError(f"Unknown decision {decision!r}: use approve or reject.")

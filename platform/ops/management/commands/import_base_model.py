@@ -1,7 +1,6 @@
 import hashlib
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ops.operator import as_operator
@@ -27,7 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         from workers.engine.contract.probes import load_probes
         from workers.engine.model_io import ModelImportError, import_gguf, import_hf
-        from workers.pipeline import run_base_probes
+        from workers.pipeline import artifact_keep_cached, artifact_publish, artifacts_root, run_base_probes
 
         tolerance = opts["probe_tolerance"]
         if tolerance is not None and not 0.0 <= tolerance <= 1.0:
@@ -39,18 +38,21 @@ class Command(BaseCommand):
         source = Path(opts["gguf"] or opts["hf"]).resolve()
         digest = hashlib.sha256(f"{opts['name']}:{source}".encode()).hexdigest()[:12]
         rel = Path("base") / f"{opts['name']}-{digest}"
-        dest = Path(settings.ACCRETE_ARTIFACTS) / rel
+        dest = artifacts_root() / rel  # the store itself, or a staging folder when the store is remote
         dest.parent.mkdir(parents=True, exist_ok=True)
         self.stdout.write(f"Importing {source} → {dest} …")
         try:
             imported = import_gguf(source, dest) if opts["gguf"] else import_hf(source, dest)
         except (ModelImportError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from None
+        remote = artifact_publish(dest, str(rel))
         version = base_model_register(
             name=opts["name"], source="gguf" if opts["gguf"] else "hf", source_path=str(source), artifact_path=str(rel),
             sha256=imported.sha256, architecture=imported.architecture, num_parameters=imported.num_parameters,
             context_length=imported.context_length, probes=load_probes(), probe_tolerance=tolerance,
         )
+        if remote:
+            artifact_keep_cached(dest, version.checksums)
         self.stdout.write(f"Registered {opts['name']} as v{version.number} ({version.status}); "
                           f"{imported.num_parameters / 1e6:.0f}M parameters, sha256 {imported.sha256[:12]}.")
         if not opts["skip_probes"]:
