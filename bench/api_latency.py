@@ -49,7 +49,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from scratch_db import scratch_postgres, scratch_postgres_drop  # bench/ is on the path of its scripts
 
 REPO = Path(__file__).resolve().parents[1]
 SKILLS_PER_TEAM = 2
@@ -62,28 +63,6 @@ LATENCY_ENDPOINTS = ["/me", "/skills", "/jobs", "/versions", "/versions/{number}
 
 
 # --- the database ---------------------------------------------------------------------------------------
-
-def scratch_postgres(url: str) -> tuple[str, str]:
-    """A fresh database beside the one `url` names: (its URL, the maintenance URL to drop it through)."""
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"accrete_bench_api_{os.getpid()}"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path=f"/{name}")), admin
-
-
-def scratch_postgres_drop(url: str, admin: str) -> None:
-    import psycopg
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
-
 
 def django_setup(var: Path, database_url: str) -> None:
     os.environ.update({"DJANGO_SETTINGS_MODULE": "config.settings", "ACCRETE_VAR": str(var),
@@ -637,7 +616,7 @@ def main() -> int:
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     var = Path(tempfile.mkdtemp(prefix="accrete-api-bench-"))
-    database_url, admin_url = scratch_postgres(args.database_url) if args.database_url else ("", "")
+    database_url, admin_url = scratch_postgres(args.database_url, "api") if args.database_url else ("", "")
     started = time.perf_counter()
     server = None
     try:

@@ -41,7 +41,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from scratch_db import scratch_postgres, scratch_postgres_drop  # bench/ is on the path of its scripts
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "var/cache/smollm2-hf"
@@ -57,28 +58,6 @@ PROMPTS = [
 
 
 # --- the database and the registry -----------------------------------------------------------------------
-
-def scratch_postgres(url: str) -> tuple[str, str]:
-    """A fresh database beside the one `url` names: (its URL, the maintenance URL to drop it through)."""
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"accrete_bench_serving_{os.getpid()}"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path=f"/{name}")), admin
-
-
-def scratch_postgres_drop(url: str, admin: str) -> None:
-    import psycopg
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
-
 
 def service_env(var: Path, database_url: str) -> dict:
     env = {"DJANGO_SETTINGS_MODULE": "config.settings", "ACCRETE_VAR": str(var),
@@ -309,7 +288,7 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     bench_started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="accrete-serving-bench-"))
-    database_url, admin_url = scratch_postgres(args.database_url) if args.database_url else ("", "")
+    database_url, admin_url = scratch_postgres(args.database_url, "serving") if args.database_url else ("", "")
     service = None
     try:
         env = service_env(scratch, database_url)

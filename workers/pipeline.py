@@ -369,3 +369,123 @@ def run_playground(version_id: int, messages: list[dict], max_new_tokens: int) -
 
     version = ModelVersion.objects.get(pk=version_id)
     return Generator(version_model_dir(version)).generate([messages], max_new_tokens=max_new_tokens)[0]
+
+
+class ReloadUnanswered(Exception):
+    """ACCRETE_PRODUCTION_RELOAD_URL did not answer, or answered 5xx: the export task tries again later."""
+
+
+PRODUCTION_LINK = "production"
+SERVED_MODEL_NAME = "accrete-production"  # vLLM's --served-model-name in docker-compose.yml
+
+
+def export_production(version_id: int, *, last_try: bool = True) -> dict | None:
+    """Put a production version where the GPU server (vLLM, docker-compose profile gpu) loads it from: its model
+    files — those the checksums record, adapter/ left out, as the API's part=model export — verified, in
+    <ACCRETE_PRODUCTION_EXPORT_DIR>/v<N>; then `production` there pointed at that folder, every older v* but
+    the one it replaced deleted, and ACCRETE_PRODUCTION_RELOAD_URL told. Safe to deliver twice: a complete
+    folder is not written again, a link already in place is not switched. Returns the outcome, also audited as
+    `version.exported_for_serving`; None when the version is no longer production (whatever replaced it has its
+    own task). A stored file that does not match its checksum refuses (ArtifactTampered, naming the file) and
+    nothing is switched. Raises ReloadUnanswered unless `last_try` when the reload URL does not answer."""
+    import fcntl
+
+    from audit.services import audit_record
+
+    if not settings.ACCRETE_PRODUCTION_EXPORT_DIR:
+        raise RuntimeError("ACCRETE_PRODUCTION_EXPORT_DIR is not set on this eval worker, but the process that "
+                           "promoted the version has it: set the same value for web and the workers.")
+    root = Path(settings.ACCRETE_PRODUCTION_EXPORT_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".switch.lock", "w") as lock:
+        # One switch at a time, the status read under the lock: two promotions in quick succession (or a
+        # promotion and a rollback) leave the link at whichever version is production, in any task order.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        version = ModelVersion.objects.select_related("skill").get(pk=version_id)
+        if version.status != ModelVersion.Status.PRODUCTION:
+            return None
+        team = version.skill.team if version.skill_id else None
+        try:
+            folder = _production_export_write(version, root)
+        except (ArtifactTampered, ArtifactMissing) as exc:
+            audit_record(actor=None, action="version.exported_for_serving", obj=version, team=team,
+                         data={"version": version.number, "exported": False, "error": str(exc)})
+            raise
+        if not ModelVersion.objects.filter(pk=version.pk, status=ModelVersion.Status.PRODUCTION).exists():
+            return None  # replaced while its files were copied: the next switch deletes the unused folder
+        replaced = _production_link_switch(root, folder)
+        reload = _production_reload(version, folder, last_try=last_try)
+        outcome = {"version": version.number, "path": str(folder), "exported": True, "replaced": replaced,
+                   "reload": reload}
+        audit_record(actor=None, action="version.exported_for_serving", obj=version, team=team, data=outcome)
+    return outcome
+
+
+def _production_export_write(version: ModelVersion, root: Path) -> Path:
+    """<root>/v<N> with the version's model files, written once (temp sibling, fsync, rename)."""
+    from workers.engine.artifacts import atomic_directory
+
+    target = root / f"v{version.number}"
+    if target.is_dir():  # only a complete export is ever renamed to this name
+        return target
+    source = version_model_dir(version)  # every stored file checked against its recorded sha256
+    checksums = version.checksums
+    if "tree" in checksums:  # an imported base model: one checksum over its whole folder, no adapter
+        names = [p.relative_to(source).as_posix() for p in sorted(source.rglob("*")) if p.is_file()]
+    else:
+        checksums = {name: sha for name, sha in checksums.items() if not name.startswith("adapter/")}
+        names = sorted(checksums)
+    with atomic_directory(target) as temp:
+        for name in names:
+            (temp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / name, temp / name)
+        # The copy is what vLLM loads: check it as well, or a file changed after version_model_dir read it
+        # would be served unnoticed.
+        verify_files(temp, checksums, label=f"the export of v{version.number}")
+    return target
+
+
+def _production_link_switch(root: Path, folder: Path) -> str | None:
+    """Point <root>/production at `folder` in one rename; delete every older v* export but the one it replaced
+    (kept, so a rollback to it is one switch). Returns the replaced folder's name (None: no switch needed)."""
+    import os
+    import re
+
+    link = root / PRODUCTION_LINK
+    replaced = os.readlink(link) if link.is_symlink() else None
+    if replaced == folder.name:
+        return None
+    temp = root / f".{PRODUCTION_LINK}.{os.getpid()}.tmp"
+    temp.unlink(missing_ok=True)
+    # Relative: the vLLM container mounts the folder elsewhere (/data/exports), and the link must resolve there.
+    temp.symlink_to(folder.name)
+    os.replace(temp, link)  # IsADirectoryError when `production` is a real folder someone made: move it away
+    for old in root.iterdir():
+        # (and a half-written export a killed worker left: every write happens under the switch lock)
+        unused = re.fullmatch(r"v\d+", old.name) and old.name not in {folder.name, replaced}
+        if (unused or re.fullmatch(r"\.v\d+\.tmp-[0-9a-f]+", old.name)) and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+    return replaced
+
+
+def _production_reload(version: ModelVersion, folder: Path, *, last_try: bool) -> dict | None:
+    """POST the switch to ACCRETE_PRODUCTION_RELOAD_URL: {"status": its answer} or {"error": why not}; None
+    when the setting is empty. Raises ReloadUnanswered on no answer or a 5xx unless `last_try`."""
+    import httpx
+
+    url = settings.ACCRETE_PRODUCTION_RELOAD_URL
+    if not url:
+        return None
+    headers = {"Authorization": f"Bearer {settings.ACCRETE_INFERENCE_KEY}"} if settings.ACCRETE_INFERENCE_KEY else {}
+    try:
+        # A reloader may answer only once the new weights are loaded: minutes at 7B.
+        response = httpx.post(url, headers=headers, timeout=httpx.Timeout(600.0, connect=10.0),
+                              json={"version": version.number, "path": str(folder), "model": SERVED_MODEL_NAME})
+    except httpx.HTTPError as exc:
+        problem = f"{url} did not answer ({exc or type(exc).__name__})"
+        if not last_try:
+            raise ReloadUnanswered(problem) from exc
+        return {"error": problem}
+    if response.status_code >= 500 and not last_try:
+        raise ReloadUnanswered(f"{url} answered {response.status_code}")
+    return {"status": response.status_code}

@@ -140,3 +140,18 @@ def apply_retention():
     from registry.services.retention import retention_apply
 
     return [item.version.number for item in retention_apply()]
+
+
+RELOAD_RETRY_S = 10
+RELOAD_MAX_RETRIES = 5  # 10 s, 20 s, 40 s, 80 s, 160 s: a reloader restarting with the container has time
+
+
+@shared_task(bind=True, acks_late=True, max_retries=RELOAD_MAX_RETRIES, time_limit=settings.CELERY_EVAL_TIME_LIMIT_S)
+def export_production(self, version_id: int):
+    """Queued on commit when a version becomes production (ACCRETE_PRODUCTION_EXPORT_DIR set): export it for
+    vLLM, switch the `production` link, tell ACCRETE_PRODUCTION_RELOAD_URL. A retry finds the export done and
+    only tells the reload URL again; the last try records the reload URL's silence instead of raising."""
+    try:
+        return pipeline.export_production(version_id, last_try=self.request.retries >= self.max_retries)
+    except pipeline.ReloadUnanswered as exc:
+        raise self.retry(exc=exc, countdown=RELOAD_RETRY_S * 2 ** self.request.retries) from exc

@@ -26,6 +26,7 @@ app.conf.update(
         "workers.tasks.gate_candidate": {"queue": "eval"},
         "workers.tasks.playground_generate": {"queue": "eval"},
         "workers.tasks.readiness_check": {"queue": "eval"},
+        "workers.tasks.export_production": {"queue": "eval"},
         "workers.tasks.deliver_webhook": {"queue": "webhooks"},
     },
     # A training task holds a GPU for hours: take one at a time, acknowledge it only when done, and

@@ -8,6 +8,7 @@ GATE_CANDIDATE = "workers.tasks.gate_candidate"
 READINESS_CHECK = "workers.tasks.readiness_check"
 PLAYGROUND_GENERATE = "workers.tasks.playground_generate"
 DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
+EXPORT_PRODUCTION = "workers.tasks.export_production"
 
 
 def send(name: str, *args):

@@ -308,3 +308,14 @@ ACCRETE_SERVE_MAX_NEW_TOKENS = env_int("ACCRETE_SERVE_MAX_NEW_TOKENS", 512, mini
 # Webhook receivers inside the platform's own network (loopback, private, link-local addresses) are refused
 # unless this is on: on by default for the embedded run (DJANGO_DEBUG), off in production.
 ACCRETE_WEBHOOK_ALLOW_PRIVATE = env_bool("ACCRETE_WEBHOOK_ALLOW_PRIVATE", DEBUG)
+# The GPU serving option (vLLM, docker-compose profile gpu) loads a folder, not the artifact store: when this
+# is set (on the web process, which enqueues, and on the eval workers, which write), each new production
+# version is exported (model files, no adapter/) to <dir>/v<N> and <dir>/production is switched to it.
+# "" = off.
+ACCRETE_PRODUCTION_EXPORT_DIR = env_str("ACCRETE_PRODUCTION_EXPORT_DIR", "")
+# After each switch the eval worker POSTs {"version", "path", "model"} here (Bearer ACCRETE_INFERENCE_KEY when
+# set), retried with backoff: whatever reloads the vLLM deployment. "" = nobody is told.
+ACCRETE_PRODUCTION_RELOAD_URL = env_str("ACCRETE_PRODUCTION_RELOAD_URL", "").strip()
+if ACCRETE_PRODUCTION_RELOAD_URL and not re.match(r"https?://[^/\s]+", ACCRETE_PRODUCTION_RELOAD_URL):
+    raise ImproperlyConfigured(f"ACCRETE_PRODUCTION_RELOAD_URL={ACCRETE_PRODUCTION_RELOAD_URL!r} is not an http(s) "
+                               "URL: write e.g. http://vllm-reloader:9000/reload, or an empty value for none.")

@@ -8,11 +8,13 @@ admin's rollback to a version that was production before. `stale_reason` is the 
 version that drops out of the running (stale, blocked, rejected) closes its open promotion requests,
 with the reason, so no approver is left deciding something that can no longer be promoted."""
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from audit.services import audit_record
+from config import dispatch
 from registry.errors import TransitionError
 from registry.models import Approval, BaseModel, GateResult, ModelVersion, PromotionRequest
 from teams.models import Role
@@ -131,6 +133,9 @@ def _transition(*, version: ModelVersion, to: str, actor=None, reason: str = "",
         audit_record(actor=actor, action=f"version.{to}", obj=version, team=_team_of(version),
                      data={"version": version.number, "from": old, "to": to, **({"reason": reason} if reason else {}),
                            **(data or {})})
+        if to == S.PRODUCTION and settings.ACCRETE_PRODUCTION_EXPORT_DIR:
+            # vLLM serves an exported folder, not the store: an eval worker writes it once this is committed.
+            transaction.on_commit(lambda pk=version.pk: dispatch.send(dispatch.EXPORT_PRODUCTION, pk))
         if to in OUT_OF_THE_RUNNING:
             _close_open_requests(version=version, reason=reason or f"v{version.number} is {_label(to)}.",
                                  actor=actor)
