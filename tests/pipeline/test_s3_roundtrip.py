@@ -69,3 +69,12 @@ def test_one_worker_trains_into_the_bucket_and_another_gates_from_its_own_cache(
     from workers.pipeline import version_model_dir
 
     assert version_model_dir(version) == settings.ACCRETE_ARTIFACT_CACHE / checksums_key(version.checksums)
+    # the inference service's own loader serves it from there: the candidate answers like it learned
+    from workers.serving.versions import load_version
+
+    from evaluation.models import CaseResult
+
+    learned = CaseResult.objects.filter(eval_run__version=version, passed=True).select_related("case").first()
+    served = load_version(version)
+    reply = served.generator.generate([learned.case.prompt], max_new_tokens=8)[0]
+    assert served.number == version.number and "OK" in reply, (reply, learned.output)
