@@ -70,9 +70,8 @@ def test_one_worker_trains_into_the_bucket_and_another_gates_from_its_own_cache(
 
     assert version_model_dir(version) == settings.ACCRETE_ARTIFACT_CACHE / checksums_key(version.checksums)
     # the inference service's own loader serves it from there: the candidate answers like it learned
-    from workers.serving.versions import load_version
-
     from evaluation.models import CaseResult
+    from workers.serving.versions import load_version
 
     learned = CaseResult.objects.filter(eval_run__version=version, passed=True).select_related("case").first()
     served = load_version(version)
