@@ -17,4 +17,4 @@ RUN pip install --upgrade pip \
  && pip install -e '.[dev]'
 RUN DJANGO_DEBUG=1 ACCRETE_VAR=/tmp/build-var python manage.py collectstatic --no-input -v 0
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "8", "--worker-class", "gthread", "--timeout", "120"]

@@ -301,6 +301,10 @@ ACCRETE_RETENTION_DAYS = env_int("ACCRETE_RETENTION_DAYS", 14, minimum=0)
 # playground generates on an eval worker), and the key the platform itself calls it with.
 ACCRETE_INFERENCE_URL = env_str("ACCRETE_INFERENCE_URL", "")
 ACCRETE_INFERENCE_KEY = env_str("ACCRETE_INFERENCE_KEY", "")
+if ACCRETE_INFERENCE_URL and len(ACCRETE_INFERENCE_KEY) < 32:
+    raise ImproperlyConfigured("ACCRETE_INFERENCE_URL is set, so ACCRETE_INFERENCE_KEY must be too: a random secret of "
+                               "at least 32 characters (the platform's key for the inference service, which may use "
+                               "any version), e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`.")
 ACCRETE_SERVE_MAX_BATCH = env_int("ACCRETE_SERVE_MAX_BATCH", 8, minimum=1)
 ACCRETE_SERVE_BATCH_WAIT_MS = env_int("ACCRETE_SERVE_BATCH_WAIT_MS", 20, minimum=0)
 ACCRETE_SERVE_POLL_S = env_float("ACCRETE_SERVE_POLL_S", 2.0, minimum=0.1)

@@ -153,10 +153,10 @@ class CountingStore:
         self.store, self.downloads = store, 0
         self.lock = threading.Lock()
 
-    def get_tree(self, key, dest):
+    def get_tree(self, key, dest, relpaths=None):
         with self.lock:
             self.downloads += 1
-        self.store.get_tree(key, dest)
+        self.store.get_tree(key, dest, relpaths)
 
 
 def test_the_cache_fetches_a_version_once_and_verifies_every_load(s3_bucket, tmp_path):
@@ -204,3 +204,25 @@ def test_a_version_without_checksums_is_never_loaded(s3_bucket, tmp_path):
     store.put_tree(version_folder(tmp_path / "job-7"), "versions/job-7")
     with pytest.raises(ArtifactTampered, match="no checksums are recorded"):
         cached_copy(store, "versions/job-7", {}, tmp_path / "cache", label="v7")
+
+
+def test_a_file_the_version_was_not_written_with_is_refused(tmp_path):
+    from workers.engine.contract.storage import ArtifactTampered, verify_files
+
+    folder = version_folder(tmp_path / "job-8")
+    checksums = sha256_tree(folder)
+    (folder / "chat_template.jinja").write_text("{{ 'I was added later' }}")  # would change what loads
+
+    with pytest.raises(ArtifactTampered, match="chat_template.jinja is in .* but was not written with the version"):
+        verify_files(folder, checksums, label="v8")
+
+
+def test_a_key_that_points_outside_the_folder_is_never_written(s3_bucket, tmp_path):
+    from workers.engine.contract.storage import ArtifactTampered
+
+    store = open_store(s3_bucket.url())
+    store.put_tree(version_folder(tmp_path / "job-9"), "versions/job-9")
+    for evil in ("../../escaped.txt", "/etc/passwd", "a/../../b"):
+        with pytest.raises(ArtifactTampered, match="not a file name inside"):
+            store.get_tree("versions/job-9", tmp_path / "dest", [evil])
+    assert not (tmp_path / "escaped.txt").exists()

@@ -82,3 +82,15 @@ def test_a_client_that_goes_away_stops_its_row(serve, settings, token_of):
     wait_for(lambda: running.metrics()["loaded"][0]["in_flight"] == 0, timeout=10, what="the row to stop",
              interval=0.05)
     assert running.metrics()["tokens_generated"] < 1000
+
+
+def test_a_near_zero_temperature_decodes_greedily_instead_of_failing_the_batch():
+    import torch
+
+    from workers.serving.batching import Completion
+
+    logits = torch.tensor([0.1, 3.0, -2.0, 2.9])
+    for temperature in (1e-40, 1e-6, 0.0):
+        row = Completion(version=None, prompt_ids=[1], max_tokens=1, emit=lambda _: None,
+                         temperature=temperature, seed=0)
+        assert row.pick(logits) == 1  # the argmax, not a NaN sample that raises

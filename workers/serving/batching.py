@@ -28,6 +28,7 @@ import torch
 from workers.engine.generation import Generator
 
 log = logging.getLogger(__name__)
+GREEDY_BELOW = 1e-4
 
 
 class LoadedVersion:
@@ -104,9 +105,13 @@ class Completion:
 
     def pick(self, logits: torch.Tensor) -> int:
         """The next token from this row's last logits: argmax at temperature 0, else a (top-p) sample."""
-        if self.temperature <= 0:
+        # A temperature this close to 0 is greedy (dividing by it would overflow to inf and NaN probabilities,
+        # failing the sample — and with it every row of the batch).
+        if self.temperature < GREEDY_BELOW:
             return int(logits.argmax())
-        probs = torch.softmax(logits / self.temperature, dim=-1)
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        if not bool(torch.isfinite(probs).all()):
+            return int(logits.argmax())
         if self.top_p < 1.0:
             sorted_probs, order = probs.sort(descending=True)
             # Keep the smallest prefix whose mass reaches top_p (always at least the most likely token).

@@ -23,7 +23,9 @@ from registry.models import BaseModel, ModelVersion
 from workers.engine.contract.storage import ArtifactMissing, open_store
 
 S = ModelVersion.Status
-EXPIRING = (S.BLOCKED, S.REJECTED, S.STALE, S.FAILED)
+# Ends of the line: none of these can become production again. A FAILED gate can be re-run (gate_rerun), so a
+# failed candidate keeps its weights.
+EXPIRING = (S.BLOCKED, S.REJECTED, S.STALE)
 MANIFEST = "accrete.json"
 
 
@@ -72,10 +74,14 @@ def retention_plan(*, now: datetime | None = None) -> list[RetentionItem]:
             sizes = store.file_sizes(version.artifact_path)
         except ArtifactMissing:
             continue  # nothing in the store to delete (and no adapter there to keep)
+        kept = [relpath for relpath in sizes if _kept(version, relpath)]
+        adapter = [r for r in version.checksums if _kept(version, r) and r != MANIFEST]
+        if not adapter or any(r not in sizes for r in adapter):
+            continue  # the adapter the candidate would be rebuilt from is not all there: keep everything
         files = [relpath for relpath in sizes if not _kept(version, relpath)]
         plan.append(RetentionItem(version=version, key=version.artifact_path, files=files,
                                   bytes=sum(sizes[relpath] for relpath in files),
-                                  kept=[relpath for relpath in sizes if _kept(version, relpath)]))
+                                  kept=kept))
     return plan
 
 

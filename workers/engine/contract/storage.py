@@ -43,11 +43,18 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def verify_files(folder: str | os.PathLike, checksums: dict[str, str], *, label: str = "") -> None:
+def verify_files(folder: str | os.PathLike, checksums: dict[str, str], *, label: str = "",
+                 exact: bool = True) -> None:
     """Refuse (ArtifactTampered, naming the file) unless every file `checksums` lists is in `folder` with
-    that sha256. A `{"tree": …}` entry (an imported base model) is checked over the whole folder."""
+    that sha256 — and, `exact`, no other file is (an added file, say a chat template, would change what
+    loads). A `{"tree": …}` entry (an imported base model) is checked over the whole folder."""
     folder = Path(folder)
     what = f"{label}: " if label else ""
+    if exact and "tree" not in checksums:
+        extra = sorted(set(_relpaths(folder)) - set(checksums))
+        if extra:
+            raise ArtifactTampered(f"{what}{extra[0]} is in {folder} but was not written with the version "
+                                   f"({len(extra)} such file(s)): refusing to load it.")
     for relpath, expected in sorted(checksums.items()):
         if relpath == "tree":
             actual = tree_sha256(folder)
@@ -62,6 +69,18 @@ def verify_files(folder: str | os.PathLike, checksums: dict[str, str], *, label:
         if actual != expected:
             raise ArtifactTampered(f"{what}{relpath} has sha256 {actual[:12]}…, not the {expected[:12]}… recorded "
                                    "when it was written: the file was changed or damaged. Refusing to load it.")
+
+
+def _relpaths(folder: Path) -> list[str]:
+    return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+
+
+def safe_relpath(relpath: str) -> str:
+    """A file's path inside a version's folder, refused (ArtifactTampered) when it could point outside it."""
+    parts = PurePosixPath(relpath).parts
+    if not relpath or relpath.startswith("/") or "\\" in relpath or any(p in ("..", "") for p in parts):
+        raise ArtifactTampered(f"{relpath!r} is not a file name inside a version's folder: refusing it.")
+    return relpath
 
 
 def tree_sha256(folder: str | os.PathLike) -> str:
@@ -84,7 +103,7 @@ class ArtifactStore(Protocol):
     def local_dir(self, key: str) -> Path | None:
         """The folder itself when the store is a local filesystem (no copy needed), else None."""
 
-    def get_tree(self, key: str, dest: Path) -> None: ...
+    def get_tree(self, key: str, dest: Path, relpaths: list[str] | None = None) -> None: ...
 
     def put_tree(self, source: Path, key: str) -> None: ...
 
@@ -124,8 +143,18 @@ class LocalStore:
         for relpath in self.list_files(key):
             yield relpath, folder / relpath
 
-    def get_tree(self, key: str, dest: Path) -> None:
-        shutil.copytree(self._dir(key), dest, dirs_exist_ok=True)
+    def get_tree(self, key: str, dest: Path, relpaths: list[str] | None = None) -> None:
+        if relpaths is None:
+            shutil.copytree(self._dir(key), dest, dirs_exist_ok=True)
+            return
+        for relpath in relpaths:
+            target = Path(dest) / safe_relpath(relpath)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copyfile(self._dir(key) / relpath, target)
+            except FileNotFoundError:
+                raise ArtifactMissing(f"{key} is not in the artifact store ({self._dir(key)}): {relpath} is "
+                                      "missing.") from None
 
     def put_tree(self, source: Path, key: str) -> None:
         target = self._dir(key)
@@ -216,12 +245,23 @@ class S3Store:
                 raise ArtifactMissing(f"{key}/{relpath} is not in the artifact store ({self!r}).") from None
             raise
 
-    def get_tree(self, key: str, dest: Path) -> None:
+    def get_tree(self, key: str, dest: Path, relpaths: list[str] | None = None) -> None:
+        """Download the files of `key` (only `relpaths` when given) under `dest`; a key that would land
+        outside `dest` (`..`, an absolute path) is refused."""
+        from botocore.exceptions import ClientError
+
         folder, config = self._folder(key), self._transfer_config()
-        for relpath in self.list_files(key):
-            target = Path(dest) / relpath
+        names = relpaths if relpaths is not None else self.list_files(key)
+        for relpath in names:
+            target = Path(dest) / safe_relpath(relpath)
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.client.download_file(self.bucket, folder + relpath, str(target), Config=config)
+            try:
+                self.client.download_file(self.bucket, folder + relpath, str(target), Config=config)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+                    raise
+                raise ArtifactMissing(f"{key} is not in the artifact store (s3://{self.bucket}/{folder}): "
+                                      f"{relpath} is missing.") from None
 
     def put_tree(self, source: Path, key: str) -> None:
         """Upload every file under `source` to `key`, then remove what an earlier, interrupted upload to the
@@ -309,9 +349,17 @@ def cached_copy(store: ArtifactStore, key: str, checksums: dict[str, str], cache
                 shutil.rmtree(final)
         temp = cache / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
-            store.get_tree(key, temp)
+            # exactly the files the registry recorded (a base model's tree: all of them)
+            store.get_tree(key, temp, None if "tree" in checksums else sorted(checksums))
             verify_files(temp, checksums, label=label)
-            os.rename(temp, final)
+            try:
+                os.rename(temp, final)
+            except OSError:
+                if not final.is_dir():
+                    raise
+                # another writer (training keeping its upload here) put it in place meanwhile: use theirs
+                shutil.rmtree(temp, ignore_errors=True)
+                verify_files(final, checksums, label=label)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
