@@ -61,7 +61,9 @@ worker-eval: setup
 worker-webhooks: setup
 	$(VENV)/bin/celery -A config.celery_app worker -Q webhooks --pool threads --concurrency 4 -l INFO
 
+## every benchmark, each printing its ratios (generation: ~20 min, the whole bench ~1 h on a 2-core CPU)
 bench: setup model
+	$(PY) bench/generation.py
 	$(PY) bench/upload_validation.py
 	$(PY) bench/sdft_vs_sft.py
 	$(PY) bench/gate_scaling.py

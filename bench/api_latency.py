@@ -25,8 +25,9 @@ Client and server share the machine's cores, so on a small machine p95 at 20 cli
 CPU.
 
 Database: SQLite in a temp dir by default; with --database-url (or DATABASE_URL) a throwaway database named
-accrete_bench_api_<pid> is created on that PostgreSQL server and dropped at the end. --quick: the smallest
-settings (under a minute on a 2-core machine).
+accrete_bench_api_<pid> is created on that PostgreSQL server and dropped at the end. Broker: kombu's filesystem
+broker in the temp dir (a CELERY_BROKER_URL in the environment is ignored; no worker runs). --quick: the smallest
+settings (under a minute on a 2-core machine), what tests/test_bench_scripts.py runs.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def django_setup(var: Path, database_url: str) -> None:
         os.environ["DATABASE_URL"] = database_url
     else:
         os.environ.pop("DATABASE_URL", None)  # the embedded SQLite database in ACCRETE_VAR
+    # No worker consumes what the services queue here: it stays in the filesystem broker in ACCRETE_VAR rather
+    # than in a shared Redis (`make test` exports one).
+    os.environ.pop("CELERY_BROKER_URL", None)
     sys.path[:0] = [str(REPO), str(REPO / "platform")]
     import django
 

@@ -15,9 +15,12 @@ the verdict the product's readiness check would reach on teacher/same against st
 
     .venv/bin/python bench/demo_readiness.py --model /path/to/hf_model_dir \
         [--data skills/demo_data] [--skills slug,...] [--n 12] [--max-new-tokens 48] [--show 2]
+    .venv/bin/python bench/demo_readiness.py --quick
 
 --model is a Hugging Face folder (safetensors + tokenizer with a chat template), e.g. the folder that
 workers.engine.model_io.import_gguf writes for SmolLM2-135M-Instruct. No model path is built in.
+--quick instead runs the tiny random Llama of the tests (built in a temp dir) on 2 rows per skill with 8 new
+tokens: seconds, what tests/test_bench_scripts.py runs; its verdicts say nothing about the skills.
 The prompts, the greedy decoding and the scorers are the engine's own (workers.engine.contract.prompts,
 workers.engine.generation, workers.engine.contract.scoring), so the bench measures what readiness
 checks and training use.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -88,7 +92,9 @@ def count_generation(generator: Generator) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="Hugging Face model folder (safetensors + tokenizer)")
+    ap.add_argument("--model", help="Hugging Face model folder (safetensors + tokenizer)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smallest settings: the tests' tiny random Llama instead of --model, 2 rows, 8 new tokens")
     ap.add_argument("--data", default=str(REPO / "skills" / "demo_data"),
                     help="folder with skills.json and <slug>.jsonl (default: skills/demo_data)")
     ap.add_argument("--skills", default="", help="comma-separated slugs (default: all in skills.json)")
@@ -101,7 +107,19 @@ def main(argv=None) -> int:
     ap.add_argument("--show", type=int, default=0, help="print this many example outputs per condition")
     ap.add_argument("--json-out", default="", help="also write per-case results to this file")
     args = ap.parse_args(argv)
+    if args.quick:
+        with tempfile.TemporaryDirectory(prefix="accrete-readiness-bench-") as scratch:
+            from tests.fixtures.models import tiny_model_build, tokenizer_build
 
+            args.model = str(tiny_model_build(Path(scratch) / "tiny", tokenizer_build(Path(scratch) / "tokenizer")))
+            args.n, args.max_new_tokens = 2, 8
+            return readiness(args)
+    if not args.model:
+        ap.error("--model is required (or --quick for the tiny random model)")
+    return readiness(args)
+
+
+def readiness(args) -> int:
     data = Path(args.data)
     skills = json.loads((data / "skills.json").read_text(encoding="utf-8"))
     if args.skills:

@@ -4,15 +4,20 @@
 (b) the whole job on the tiny model through the platform (request → candidate version) versus the
     engine's train() called directly in one process with the same rows and config; their ratio.
 
-Embedded default by default (SQLite + kombu's filesystem broker in a temp folder); pass
---database-url/--broker-url for PostgreSQL/Redis.
+Embedded default by default (SQLite + kombu's filesystem broker in a temp folder, removed at the end; a
+DATABASE_URL or CELERY_BROKER_URL in the environment is ignored); pass --database-url/--broker-url for
+PostgreSQL/Redis (their database and queues are used as they are: give it ones of its own).
 
-    .venv/bin/python bench/queue_overhead.py [--steps 60] [--repeats 3]
+    .venv/bin/python bench/queue_overhead.py [--steps 60] [--repeats 3] [--quick]
+
+--quick: the smallest settings (4-step jobs, one latency sample; ~30 s with the worker's start), what
+tests/test_bench_scripts.py runs.
 """
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,16 +34,29 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="latency samples")
     parser.add_argument("--database-url", default="")
     parser.add_argument("--broker-url", default="")
+    parser.add_argument("--quick", action="store_true", help="smallest settings: 4-step jobs, one latency sample")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.repeats = 4, 1
 
     scratch = Path(tempfile.mkdtemp(prefix="accrete-queue-bench-"))
+    try:
+        return bench(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def bench(args, scratch: Path) -> int:
     env = {"ACCRETE_VAR": str(scratch / "var"), "DJANGO_SETTINGS_MODULE": "config.settings",
            "ACCRETE_PROGRESS_MIN_INTERVAL_S": "2", "TRL_EXPERIMENTAL_SILENCE": "1", "TOKENIZERS_PARALLELISM": "false",
            "OMP_NUM_THREADS": "1"}
-    if args.database_url:
-        env["DATABASE_URL"] = args.database_url
-    if args.broker_url:
-        env["CELERY_BROKER_URL"] = args.broker_url
+    # The embedded default unless asked: a DATABASE_URL or CELERY_BROKER_URL of the calling shell (`make test`
+    # exports both) is not this bench's to migrate and fill.
+    for name, value in (("DATABASE_URL", args.database_url), ("CELERY_BROKER_URL", args.broker_url)):
+        if value:
+            env[name] = value
+        else:
+            os.environ.pop(name, None)
     os.environ.update(env)
     sys.path[:0] = [str(REPO), str(REPO / "platform")]
     import django
@@ -58,13 +76,15 @@ def main() -> int:
     from training.models import TrainingJob
     from training.services import job_request
     from workers.engine.contract.config import TrainConfig
+    from workers.engine.contract.storage import tree_sha256
     from workers.engine.training import train
     from workers.pipeline import train_rows
 
     artifacts = Path(settings.ACCRETE_ARTIFACTS)
     tokenizer = tokenizer_build(scratch / "tokenizer")
     tiny_model_build(artifacts / "base" / "tiny", tokenizer)
-    base_model_register(name="tiny", source="hf", source_path="bench", artifact_path="base/tiny", sha256="0" * 64,
+    base_model_register(name="tiny", source="hf", source_path="bench", artifact_path="base/tiny",
+                        sha256=tree_sha256(artifacts / "base" / "tiny"),  # every load verifies it
                         architecture="LlamaForCausalLM", num_parameters=1, context_length=2048, probes=[])
     team = Team.objects.create(name="Bench", slug="bench")
     skill = skill_create(team=team, slug="say-ok", name="Say OK", actor=None, scorer="contains", max_new_tokens=8)
@@ -85,6 +105,9 @@ def main() -> int:
             t0 = time.perf_counter()
             running = done = None
             while done is None:
+                if worker.poll() is not None:
+                    raise SystemExit(f"the worker exited with {worker.returncode}:\n"
+                                     f"{(scratch / 'worker.log').read_text()[-3000:]}")
                 job.refresh_from_db()
                 now = time.perf_counter()
                 if running is None and job.status != "queued":

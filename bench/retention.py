@@ -3,6 +3,7 @@
     .venv/bin/python bench/retention.py [--base DIR] [--seeds 0 1 2] [--skills acme-units ticket-routing]
         [--methods sdft sdft+anchors sft sft+anchors] [--sequence rehearse-anchor rehearse-demonstration]
         [--results var/bench/retention.jsonl] [--report-only]
+    .venv/bin/python bench/retention.py --quick
 
 Single step: for each skill, seed and method, one training run from the base model with the demo's
 settings (platform/demo/settings.py; the engine's `train()`, the code a worker runs):
@@ -24,6 +25,11 @@ stopped and --report-only reprints the table. The report gives, per method, the 
 a 95 % t-interval (few seeds: wide), every seed's value, and the paired difference anchored − plain
 (same seed, same split). Run time on a 2-core CPU: ~10 min per skill and seed for the four methods,
 ~7 min per seed for the sequence.
+
+--base defaults to the SmolLM2 the demo imported (var/artifacts/base/SmolLM2-135M-Instruct*). --quick runs
+every method and both sequences on the tiny random Llama of the tests instead (built in a temp dir), one seed,
+one training step of batch 2, results and models in the temp dir (under a minute): what
+tests/test_bench_scripts.py runs; its numbers say nothing about retention.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -131,7 +138,24 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=REPO / "var" / "bench" / "retention.jsonl")
     ap.add_argument("--work", type=Path, default=REPO / "var" / "bench" / "retention")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="smallest settings: the tests' tiny random Llama, one seed, one step, all in a temp dir")
     args = ap.parse_args()
+    args.overrides = {}
+    if args.quick:
+        with tempfile.TemporaryDirectory(prefix="accrete-retention-bench-") as scratch:
+            from tests.fixtures.models import tiny_model_build, tokenizer_build
+
+            scratch = Path(scratch)
+            args.base = tiny_model_build(scratch / "tiny", tokenizer_build(scratch / "tokenizer"))
+            args.results, args.work, args.seeds = scratch / "retention.jsonl", scratch / "work", [0]
+            args.overrides = {"max_steps": 1, "batch_size": 2}
+            bench(args)
+        return
+    bench(args)
+
+
+def bench(args) -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done = {}
     if args.results.exists():
@@ -168,7 +192,7 @@ def measure(args, done: dict) -> None:
                 if key in done:
                     continue
                 out = args.work / f"{slug}-{method}-s{seed}"
-                seconds, metrics = run(base=base, rows=skills[slug][1], method=method, overrides={}, seed=seed,
+                seconds, metrics = run(base=base, rows=skills[slug][1], method=method, overrides=args.overrides, seed=seed,
                                        out_dir=out)
                 record(key, seconds=round(seconds, 1), scores=scorer(out), mean_kl=metrics.get("mean_kl"))
                 print(f"{key}: {seconds:.0f} s", flush=True)
@@ -185,7 +209,7 @@ def measure(args, done: dict) -> None:
             pool = [TrainRow.anchor(p) for p in load_anchor_pool().prompts]
             rehearsed = [TrainRow.anchor(r.prompt) if SEQUENCE[name] == "anchor" else r for r in skills[first][1]]
             out = args.work / f"seq-{second}-{name}-s{seed}"
-            seconds, metrics = run(base=start, rows=skills[second][1], method=name, overrides={}, seed=seed,
+            seconds, metrics = run(base=start, rows=skills[second][1], method=name, overrides=args.overrides, seed=seed,
                                    out_dir=out, anchors=pool + rehearsed)
             record(key, seconds=round(seconds, 1), scores=scorer(out), start=done[f"single/{first}/sdft+anchors/{seed}"]["scores"])
             print(f"{key}: {seconds:.0f} s", flush=True)

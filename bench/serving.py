@@ -22,8 +22,9 @@ the service and the direct runs, so the comparison is like for like.
 
 Model: SmolLM2-135M-Instruct converted from the GGUF `make model` fetches (to var/cache/smollm2-hf, once).
 Database: SQLite in a temp dir, or with --database-url (or DATABASE_URL) a throwaway PostgreSQL database
-accrete_bench_serving_<pid>, dropped at the end. --quick: the tiny random Llama of the tests, 16 requests of 16
-tokens, poll every 0.5 s (under a minute).
+accrete_bench_serving_<pid>, dropped at the end. Broker: kombu's filesystem broker in the temp dir (a
+CELERY_BROKER_URL in the environment is ignored). --quick: the tiny random Llama of the tests, 16 requests of 16
+tokens, poll every 0.5 s (under a minute), what tests/test_bench_scripts.py runs.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def django_setup(env: dict) -> None:
     os.environ.update(env)
     if "DATABASE_URL" not in env:
         os.environ.pop("DATABASE_URL", None)  # the embedded SQLite database in ACCRETE_VAR
+    # No worker consumes what the promotion queues here: it stays in the filesystem broker in ACCRETE_VAR rather
+    # than in a shared Redis (`make test` exports one).
+    os.environ.pop("CELERY_BROKER_URL", None)
     sys.path[:0] = [str(REPO), str(REPO / "platform")]
     import django
 

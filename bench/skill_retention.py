@@ -3,6 +3,7 @@
     .venv/bin/python bench/skill_retention.py --base DIR --skill acme-units \
         [--methods sdft sft] [--sdft-lr 1e-3] [--sft-lr 2e-3] [--steps 32] [--every 8] \
         [--also SLUG] [--skip 0] [--data skills/demo_data]
+    .venv/bin/python bench/skill_retention.py --quick
 
 For each method it trains one LoRA run on the skill's demonstrations (the engine's `train()`, the same
 code a worker runs) with a checkpoint every --every steps, then scores each checkpoint, merged into
@@ -16,6 +17,10 @@ answers correctly, as the gate does. It prints one line per checkpoint:
 (SmolLM2-135M-Instruct). The held-out rows are the first --n-eval of the skill's file after a seeded
 shuffle (seed 0), the rest train. The demo's settings are the defaults. Run time on a 2-core CPU:
 ~3 min per SDFT run of 32 steps plus ~20 s per scored checkpoint; SFT runs take ~1 min.
+
+--quick: the smallest settings on the tiny random Llama of the tests (built in a temp dir) instead of
+--base: acme-units with ticket-routing as --also, 4 held-out rows each, 2 steps, one checkpoint per
+method (seconds), what tests/test_bench_scripts.py runs; its numbers say nothing about forgetting.
 """
 
 from __future__ import annotations
@@ -71,8 +76,8 @@ class KeepCheckpoints:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--base", required=True, help="Hugging Face model folder to start from")
-    ap.add_argument("--skill", required=True)
+    ap.add_argument("--base", help="Hugging Face model folder to start from")
+    ap.add_argument("--skill")
     ap.add_argument("--also", default=None, help="another skill whose held-out rows are scored too")
     ap.add_argument("--data", default=str(REPO / "skills" / "demo_data"))
     ap.add_argument("--methods", nargs="+", default=["sdft", "sft"], choices=["sdft", "sft"])
@@ -84,8 +89,24 @@ def main() -> None:
     ap.add_argument("--n-eval", type=int, default=10)
     ap.add_argument("--anchor-ratio", type=float, default=0.0,
                     help="SDFT retention anchors per skill row (0: the paper's SDFT, as this bench has always run)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smallest settings: the tests' tiny random Llama instead of --base, 2 steps, 4 rows scored")
     args = ap.parse_args()
+    if args.quick:
+        with tempfile.TemporaryDirectory(prefix="accrete-skill-retention-bench-") as scratch:
+            from tests.fixtures.models import tiny_model_build, tokenizer_build
 
+            args.base = str(tiny_model_build(Path(scratch) / "tiny", tokenizer_build(Path(scratch) / "tokenizer")))
+            args.skill, args.also = args.skill or "acme-units", args.also or "ticket-routing"
+            args.steps, args.every, args.n_eval = 2, 2, 4
+            bench(args)
+        return
+    if not (args.base and args.skill):
+        ap.error("--base and --skill are required (or --quick for the tiny random model)")
+    bench(args)
+
+
+def bench(args) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,12 +1,13 @@
 """Benchmark: upload validation speed and memory on 20,000- and 100,000-row chat JSONL files.
 
-    .venv/bin/python bench/upload_validation.py [--rows 20000 100000] [--tokenizer path/to/tokenizer.json]
+    .venv/bin/python bench/upload_validation.py [--rows 20000 100000] [--tokenizer path/to/tokenizer.json] [--quick]
 
 What is measured is the browser preview's one pass over the file: validation plus the RowIndex the
 split is drawn from (`--no-index`: validation alone). Each size is measured in a fresh child process,
 so peak RSS belongs to that size alone: once untraced for rows/s, once under tracemalloc for the peak
 of Python allocations. Streaming validation should keep both flat as the file grows; only the
 duplicate table (~16-32 bytes a row) and the row index (32 bytes a row) grow. Target: >= 20,000 rows/s.
+--quick: one 1,000-row file (about a second), what tests/test_bench_scripts.py runs.
 """
 
 from __future__ import annotations
@@ -95,9 +96,12 @@ def main() -> None:
     parser.add_argument("--tokenizer", help="a tokenizer.json, to measure with token counting")
     parser.add_argument("--no-index", dest="index", action="store_false",
                         help="validate only, without the row index the preview keeps for the split")
+    parser.add_argument("--quick", action="store_true", help="smallest settings: one 1,000-row file")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.rows = [1_000]
     if args.measure:
         print(json.dumps(measure(args.measure, args.traced, args.tokenizer, args.index)))
         return

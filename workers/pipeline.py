@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 
 from audit.models import AuditEvent
+from evaluation import selectors
 from evaluation import services as evaluations
 from registry.errors import GateNotReady
 from registry.models import GateResult, ModelVersion
@@ -222,9 +223,12 @@ def retention_rows(job: TrainingJob, config) -> list:
 
 
 def run_training(job_id: int, worker: str) -> int | None:
-    """Train one job. Returns the candidate's id, or None when this delivery had nothing to do."""
+    """Train one job. Returns the candidate's id, or None when this delivery had nothing to do. With
+    ACCRETE_TRAIN_PROCESSES > 1 (or DeepSpeed, or vLLM) the engine runs it in a child process group and this
+    process stays its owner: the observer below still sees every step, and a cancel still stops it."""
     from workers.engine.contract.config import TrainConfig
-    from workers.engine.training import TrainingCancelled, train
+    from workers.engine.distributed import train_job
+    from workers.engine.training import TrainingCancelled
 
     job = jobs.job_start(job_id=job_id, worker=worker)
     if job is None:
@@ -234,10 +238,10 @@ def run_training(job_id: int, worker: str) -> int | None:
         if not (output_dir / "accrete.json").exists():  # a re-delivery after the weights were written
             config = TrainConfig.from_dict(job.config)
             with _Heartbeat(job_id):
-                result = train(base_dir=version_model_dir(job.parent_version),
-                               rows=train_rows(job.demonstration_set), config=config,
-                               anchors=retention_rows(job, config),
-                               output_dir=output_dir, work_dir=work_dir, observer=_JobObserver(job_id))
+                result = train_job(base_dir=version_model_dir(job.parent_version),
+                                   rows=train_rows(job.demonstration_set), config=config,
+                                   anchors=retention_rows(job, config), output_dir=output_dir, work_dir=work_dir,
+                                   observer=_JobObserver(job_id), scaling=settings.ACCRETE_TRAIN_SCALING)
             metrics, checksums = result.metrics, result.checksums
         else:
             saved = json.loads((output_dir / "accrete.json").read_text())
@@ -262,29 +266,55 @@ def run_training(job_id: int, worker: str) -> int | None:
 
 def score_version_on(version: ModelVersion, suite: EvalSuite, generator) -> None:
     """Compute (once) a version's scores on a suite. Skips when they exist or are being computed."""
+    score_version_on_suites(version, [suite], generator)
+
+
+def suite_for_engine(version: ModelVersion, suite: EvalSuite):
+    """A suite as the engine scores it (evaluation.SuiteToScore): an item per case the version answers, the
+    suite's scorer and its answer budget."""
     from workers.engine.contract.probes import PROBE_MAX_NEW_TOKENS
     from workers.engine.data import EvalItem
-    from workers.engine.evaluation import evaluate
+    from workers.engine.evaluation import SuiteToScore
 
-    run = evaluations.eval_run_claim(version=version, suite=suite)
-    if run is None:
-        return
+    # Probes the base model got wrong never count, so only the base answers all of them.
+    cases = list(suite.cases.filter(counted=True) if version.parent_id else suite.cases.all())
+    max_new = PROBE_MAX_NEW_TOKENS if suite.kind == EvalSuite.Kind.PROBES else suite.skill.max_new_tokens
+    items = [EvalItem(case_id=str(case.pk), prompt=case.prompt, reference=case.reference,
+                      scorer=case.scorer or None, scorer_options=case.scorer_options) for case in cases]
+    skill = suite.skill
+    return SuiteToScore(items, skill.scorer if skill else "exact", skill.scorer_options if skill else None, max_new)
+
+
+def score_version_on_suites(version: ModelVersion, suites: list[EvalSuite], generator) -> list[EvalSuite]:
+    """Compute (once) a version's scores on `suites` in ONE generation pass: claim each run (a suite whose scores
+    exist or are being computed is skipped), generate the answers of every claimed suite together — each with
+    its own budget and scorer — and complete each run. A failure fails every run of the pass not yet completed,
+    with the error. `generator` is called (a _LazyGenerator) only when something was claimed. Returns the
+    suites it scored."""
+    from workers.engine.evaluation import evaluate_suites
+
+    claimed = [(suite, run) for suite in suites
+               if (run := evaluations.eval_run_claim(version=version, suite=suite)) is not None]
+    if not claimed:
+        return []
     started = time.monotonic()
+    pending = [run for _, run in claimed]
     try:
-        # Probes the base model got wrong never count, so only the base answers all of them.
-        cases = list(suite.cases.filter(counted=True) if version.parent_id else suite.cases.all())
-        max_new = PROBE_MAX_NEW_TOKENS if suite.kind == EvalSuite.Kind.PROBES else suite.skill.max_new_tokens
-        items = [EvalItem(case_id=str(case.pk), prompt=case.prompt, reference=case.reference,
-                          scorer=case.scorer or None, scorer_options=case.scorer_options) for case in cases]
-        skill = suite.skill
-        results = evaluate(generator(), items, skill.scorer if skill else "exact", skill.scorer_options if skill else None,
-                           max_new_tokens=max_new, batch_size=16)
-        outputs = [{"case_id": int(r.case_id), "output": r.output, "passed": r.passed, "score": r.score,
-                    "extracted": r.extracted, "detail": r.detail} for r in results]
-        evaluations.eval_run_complete(run=run, outputs=outputs, seconds=time.monotonic() - started)
+        batches = [suite_for_engine(version, suite) for suite, _ in claimed]
+        results = evaluate_suites(generator(), batches, batch_size=16)
+        # A run's seconds: the pass's (weights load, generation, scoring) split by the suite's share of the
+        # pass's cases, so the runs of one pass add up to its wall time.
+        elapsed, total = time.monotonic() - started, sum(len(batch.items) for batch in batches) or 1
+        for (_, run), batch, outputs in zip(claimed, batches, results, strict=True):
+            evaluations.eval_run_complete(run=run, seconds=elapsed * len(batch.items) / total, outputs=[
+                {"case_id": int(r.case_id), "output": r.output, "passed": r.passed, "score": r.score,
+                 "extracted": r.extracted, "detail": r.detail} for r in outputs])
+            pending.remove(run)
     except Exception as exc:
-        evaluations.eval_run_fail(run=run, error=f"{type(exc).__name__}: {exc}")
+        for run in pending:
+            evaluations.eval_run_fail(run=run, error=f"{type(exc).__name__}: {exc}")
         raise
+    return [suite for suite, _ in claimed]
 
 
 class _LazyGenerator:
@@ -312,17 +342,62 @@ def run_base_probes(version_id: int) -> None:
         evaluations.probes_calibrate(run=run)
 
 
-def run_candidate_gate(version_id: int) -> str | None:
+GATE_PEER_POLL_S = 1.0
+
+
+def gate_scores_compute(candidate: ModelVersion, *, score_parent_elsewhere=None, wait_s: float = 0.0) -> None:
+    """Compute the scores the gate's plan lists that nobody has: one pass per version, each version's weights
+    loaded once (and only when it has a suite to score), one model in memory at a time.
+
+    `score_parent_elsewhere(candidate_id)` (the gate task: queue the parent's half on the eval queue) is
+    called when the parent has suites nobody scores: a second eval worker, if one is up, claims and scores
+    them while this one scores the candidate; then this one scores whatever of the parent is still unclaimed
+    (with one eval worker, all of it: the queued task later finds it done). What that worker is still scoring
+    is waited for up to `wait_s` (it started about when this pass did); past that, gate_evaluate says
+    GateNotReady and the task retries."""
+    plan: dict[int, tuple[ModelVersion, list[EvalSuite]]] = {}
+    for subject, suite in gates.gate_plan(candidate=candidate):
+        plan.setdefault(subject.pk, (subject, []))[1].append(suite)
+    subjects = list(plan.values())  # the parent first, then the candidate
+    if not subjects:
+        return
+    parent, parent_suites = subjects[0]
+    handed_off = score_parent_elsewhere is not None and bool(
+        selectors.suites_to_score(version=parent, suites=parent_suites))
+    if handed_off:
+        score_parent_elsewhere(candidate.pk)
+        subjects.reverse()
+    for subject, suites in subjects:
+        score_version_on_suites(subject, suites, _LazyGenerator(subject))  # its weights go with the generator
+    if handed_off:
+        deadline = time.monotonic() + wait_s
+        while (selectors.runs_in_progress(version=parent, suites=parent_suites).exists()
+               and time.monotonic() < deadline):
+            time.sleep(GATE_PEER_POLL_S)
+        # a suite the other worker failed meanwhile (nothing, and no load, when all are in)
+        score_version_on_suites(parent, parent_suites, _LazyGenerator(parent))
+
+
+def run_gate_parent_scores(version_id: int) -> list[int]:
+    """The parent's half of a gate, on a second eval worker: score the parent of an evaluating candidate on the
+    gate's suites it has no scores for. Returns the ids of the suites it scored (none when the gate task, or
+    an earlier gate, scored them first)."""
+    version = ModelVersion.objects.select_related("parent").get(pk=version_id)
+    if version.status != ModelVersion.Status.EVALUATING or version.parent is None:
+        return []
+    parent, suites = version.parent, gates.gate_suites(candidate=version)
+    return [suite.pk for suite in score_version_on_suites(parent, suites, _LazyGenerator(parent))]
+
+
+def run_candidate_gate(version_id: int, *, score_parent_elsewhere=None, wait_s: float = 0.0) -> str | None:
     """Gate a candidate through registry.services.gates: start it, compute the scores its plan lists (the
-    parent's once, then reused), decide, and on a pass put the job's promotion request up. Returns the
-    verdict, or None when there is none (the version was not gated: stale, failed, or not a candidate)."""
+    parent's once, then reused; see gate_scores_compute for the two keyword arguments the gate task passes),
+    decide, and on a pass put the job's promotion request up. Returns the verdict, or None when there is
+    none (the version was not gated: stale, failed, or not a candidate)."""
     version = gates.gate_start(version=ModelVersion.objects.get(pk=version_id))
     if version.status == ModelVersion.Status.EVALUATING:
         try:
-            generators = {}
-            for subject, suite in gates.gate_plan(candidate=version):
-                generator = generators.setdefault(subject.pk, _LazyGenerator(subject))
-                score_version_on(subject, suite, generator)
+            gate_scores_compute(version, score_parent_elsewhere=score_parent_elsewhere, wait_s=wait_s)
             gate = gates.gate_evaluate(candidate=version)
         except GateNotReady:
             raise  # another worker is still scoring a suite: the task retries later
@@ -358,7 +433,7 @@ def run_readiness(demonstration_set_id: int, n: int = 10) -> dict:
     skill = dset.skill
     report = readiness_check(version_model_dir(version), train_rows(dset), skill.teacher_style,
                              skill.scorer, skill.scorer_options, n=n, max_new_tokens=skill.max_new_tokens,
-                             batch_size=16)
+                             batch_size=max(16, 2 * n))  # the teacher's and the student's answers in one batch
     data = {**asdict(report), "version": version.number}
     DemonstrationSet.objects.filter(pk=dset.pk).update(readiness=data)
     return data

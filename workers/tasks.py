@@ -53,13 +53,24 @@ GATE_MAX_RETRIES = (settings.CELERY_EVAL_TIME_LIMIT_S + settings.ACCRETE_GATE_GR
 @shared_task(bind=True, acks_late=True, time_limit=settings.CELERY_EVAL_TIME_LIMIT_S, max_retries=GATE_MAX_RETRIES)
 def gate_candidate(self, version_id: int):
     try:
-        return pipeline.run_candidate_gate(version_id)
+        # The parent's missing scores go to the eval queue, so a second eval worker scores them while this one
+        # scores the candidate; a suite still being scored elsewhere is waited for up to one retry's countdown.
+        return pipeline.run_candidate_gate(version_id, score_parent_elsewhere=score_gate_parent.delay,
+                                           wait_s=GATE_RETRY_S)
     except GateNotReady as exc:
         if self.request.retries >= self.max_retries:
             # Out of retries: fail the gate with the reason (a skill owner can re-run it), not evaluating forever.
             pipeline.gate_give_up(version_id, f"Gave up after {self.max_retries} retries: {exc}")
             return None
         raise self.retry(exc=exc, countdown=GATE_RETRY_S) from exc
+
+
+@shared_task(acks_late=True, time_limit=settings.CELERY_EVAL_TIME_LIMIT_S)
+def score_gate_parent(version_id: int):
+    """The parent's half of a candidate's gate, queued by gate_candidate when the parent lacks scores: another
+    eval worker scores them meanwhile; with one eval worker this runs after the gate and finds them done (the
+    claims make it a no-op, and it loads nothing). A failure leaves failed runs the gate task scores itself."""
+    return pipeline.run_gate_parent_scores(version_id)
 
 
 @shared_task(time_limit=settings.CELERY_EVAL_TIME_LIMIT_S)

@@ -24,6 +24,7 @@ app.conf.update(
     task_routes={
         "workers.tasks.train_job": {"queue": "train"},
         "workers.tasks.gate_candidate": {"queue": "eval"},
+        "workers.tasks.score_gate_parent": {"queue": "eval"},
         "workers.tasks.playground_generate": {"queue": "eval"},
         "workers.tasks.readiness_check": {"queue": "eval"},
         "workers.tasks.export_production": {"queue": "eval"},

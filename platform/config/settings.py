@@ -9,6 +9,7 @@ from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
+from workers.engine.contract.scaling import Scaling, ScalingError
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = Path(env_str("ACCRETE_VAR", str(BASE_DIR / "var"))).resolve()
@@ -214,6 +215,20 @@ ACCRETE_EVAL_MAX_CASES = env_int("ACCRETE_EVAL_MAX_CASES", 200, minimum=ACCRETE_
 ACCRETE_HEARTBEAT_TIMEOUT_S = env_int("ACCRETE_HEARTBEAT_TIMEOUT_S", 300, minimum=5)
 ACCRETE_JOB_MAX_ATTEMPTS = env_int("ACCRETE_JOB_MAX_ATTEMPTS", 2, minimum=1)
 ACCRETE_PROGRESS_MIN_INTERVAL_S = env_float("ACCRETE_PROGRESS_MIN_INTERVAL_S", 2.0, minimum=0.0)
+# How a train worker runs one job (README "Scaling a training job"): ACCRETE_TRAIN_PROCESSES ranks (one per GPU;
+# 1 = in the worker's own process), data-parallel as ACCRETE_TRAIN_DISTRIBUTED (ddp, deepspeed-zero2,
+# deepspeed-zero3), SDFT's rollouts through TRL's vLLM when ACCRETE_TRAIN_VLLM=colocate. A worker's setting:
+# the job's global batch, and so its result, does not depend on it.
+try:
+    ACCRETE_TRAIN_SCALING = Scaling(
+        processes=env_int("ACCRETE_TRAIN_PROCESSES", 1),
+        strategy=env_str("ACCRETE_TRAIN_DISTRIBUTED", "ddp").strip().lower(),
+        vllm=env_str("ACCRETE_TRAIN_VLLM", "off").strip().lower(),
+        vllm_gpu_memory_utilization=env_float("ACCRETE_TRAIN_VLLM_GPU_MEMORY", 0.3),
+        vllm_sleep=env_bool("ACCRETE_TRAIN_VLLM_SLEEP", False),
+    )
+except ScalingError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 # The reaper (beat, every minute) also reclaims what a lost broker message or a killed eval worker strands:
 # a gate still evaluating CELERY_EVAL_TIME_LIMIT_S + ACCRETE_GATE_GRACE_S after it (re)started (or a
 # candidate whose gate never started that long after it was created), and a job queued longer than

@@ -80,8 +80,9 @@ def follow(term: Terminal, job: TrainingJob) -> None:
         term.say(f"  job {job.pk} {job.status}")
 
 
-def wait(term: Terminal, done: Callable[[], bool], what: str, timeout: float | None = None) -> None:
-    """Poll `done` until it holds, with a spinner; a CommandError after `timeout` seconds."""
+def wait(term: Terminal, done: Callable[[], bool], what: str, timeout: float | None = None) -> float:
+    """Poll `done` until it holds, with a spinner; a CommandError after `timeout` seconds. Returns the
+    seconds waited."""
     timeout = DEMO.wait_timeout_seconds if timeout is None else timeout
     start = time.monotonic()
     spinner = "|/-\\"
@@ -97,3 +98,4 @@ def wait(term: Terminal, done: Callable[[], bool], what: str, timeout: float | N
         time.sleep(DEMO.poll_seconds)
     if term.is_tty:
         term.redraw(" " * 70 + "\r")
+    return time.monotonic() - start

@@ -136,10 +136,11 @@ def skill_add(term: Terminal, skill: Skill, method: str, config: dict, requester
             return PromotionRequest.objects.filter(version=version, status=PromotionRequest.Status.OPEN).exists()
         return status not in {ModelVersion.Status.CANDIDATE, ModelVersion.Status.EVALUATING}
 
-    wait(term, gated, f"gate of v{version.number}")
+    waited = wait(term, gated, f"gate of v{version.number}")
     version.refresh_from_db()
     if not GateResult.objects.filter(candidate=version).exists():
         raise CommandError(f"Evaluating v{version.number} failed; see {worker_log()}.")
+    term.say(f"  gate of v{version.number}: the verdict after {waited:.0f} s (scoring the candidate and, once, its parent)")
     term.say(gate_table(version.gate))
     request = PromotionRequest.objects.filter(version=version, status=PromotionRequest.Status.OPEN).first()
     if version.status == ModelVersion.Status.AWAITING_APPROVAL and request is not None:

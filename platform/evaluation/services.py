@@ -1,12 +1,11 @@
 """Eval runs: a version scored on one suite. Computed once per (version, suite), then reused."""
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record
 from evaluation.models import CaseResult, EvalRun
+from evaluation.selectors import claimable_runs
 from skills.models import EvalCase, EvalSuite
 
 R = EvalRun.Status
@@ -20,10 +19,8 @@ def eval_run_claim(*, version, suite: EvalSuite) -> EvalRun | None:
             run, created = EvalRun.objects.get_or_create(version=version, suite=suite)
     except IntegrityError:
         return None
-    # A run still "running" past the eval time limit lost its worker: Celery would have killed it by now.
-    dead = timezone.now() - timezone.timedelta(seconds=settings.CELERY_EVAL_TIME_LIMIT_S)
-    claimable = Q(status__in=[R.QUEUED, R.FAILED]) | Q(status=R.RUNNING, created_at__lt=dead)
-    if EvalRun.objects.filter(claimable, pk=run.pk).update(status=R.RUNNING, error="", created_at=timezone.now()) != 1:
+    if EvalRun.objects.filter(claimable_runs(), pk=run.pk).update(status=R.RUNNING, error="",
+                                                                  created_at=timezone.now()) != 1:
         return None
     run.refresh_from_db()
     return run

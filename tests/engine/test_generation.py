@@ -46,3 +46,20 @@ def test_mean_logprob_is_the_same_alone_and_in_a_batch(generator):
     alone = generator.mean_logprob([SHORT], ["The code is TRV-42."])
     batched = generator.mean_logprob([LONG, SHORT], ["Paris.", "The code is TRV-42."], batch_size=2)
     assert alone[0] < 0 and math.isclose(batched[1], alone[0], rel_tol=1e-4, abs_tol=1e-4)
+
+
+def test_one_pass_with_a_budget_per_prompt_answers_as_each_prompt_alone(generator):
+    # The gate scores every suite of a version in one pass: probes and skills have different budgets.
+    prompts = [SHORT, LONG, SHORT, LONG]
+    budgets = [3, 12, 12, 5]
+    together = generator.generate(prompts, max_new_tokens=budgets, batch_size=4)
+    alone = [generator.generate([prompt], max_new_tokens=budget)[0] for prompt, budget in zip(prompts, budgets, strict=True)]
+    assert together == alone
+    assert len(together[0]) < len(together[2])  # the short budget really cut the answer
+    with pytest.raises(ValueError, match="2 max_new_tokens for 4 prompts"):
+        generator.generate(prompts, max_new_tokens=[3, 4])
+
+
+def test_greedy_answers_are_deterministic(generator):
+    prompts = [SHORT, LONG]
+    assert generator.generate(prompts, max_new_tokens=10) == generator.generate(prompts, max_new_tokens=10)

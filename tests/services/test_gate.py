@@ -187,16 +187,16 @@ def test_a_candidate_overtaken_by_a_promotion_while_scored_stays_stale(make_cand
     other = make_candidate(legal_skills["codes"])
     candidate = make_candidate(legal_skills["tagging"], status="candidate")
     scores_grid(skills, {candidate: (0, 20)})
-    scoring = pipeline.score_version_on
+    scoring = pipeline.score_version_on_suites
 
-    def promote_the_sibling_first(version, suite, generator):
+    def promote_the_sibling_first(version, suites, generator):
         if other.status != "production":
             other.refresh_from_db()
             promote(other, requester=people["alice"], approver=people["bob"])  # marks the candidate stale
             other.refresh_from_db()
-        scoring(version, suite, generator)
+        return scoring(version, suites, generator)
 
-    monkeypatch.setattr(pipeline, "score_version_on", promote_the_sibling_first)
+    monkeypatch.setattr(pipeline, "score_version_on_suites", promote_the_sibling_first)
     # when the worker gates it
     verdict = pipeline.run_candidate_gate(candidate.pk)
     # then the gate is recorded and the candidate stays stale: the worker does not crash on it

@@ -7,9 +7,11 @@ from the last position) and every sequence stops at EOS.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from workers.engine.device import resolve_device, resolve_dtype
 
@@ -51,32 +53,47 @@ class Generator:
 
     @torch.no_grad()
     def generate(
-        self, prompts: list[list[dict]], max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, batch_size: int = 8
+        self, prompts: list[list[dict]], max_new_tokens: int | Sequence[int] = DEFAULT_MAX_NEW_TOKENS,
+        batch_size: int = 8,
     ) -> list[str]:
-        """Greedy answers, one per prompt, in order; only the new tokens, special tokens removed."""
-        encoded = [self.prompt_ids(messages) for messages in prompts]
-        # Longest first so a batch holds similar lengths (less padding); the order is restored below.
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        """Greedy answers, one per prompt, in order; only the new tokens, special tokens removed.
+
+        ``max_new_tokens`` is one budget for all, or one per prompt (the gate scores every suite of a
+        version in one pass: skills and probes have different budgets). A row's answer is what it would
+        be generated alone with its own budget: each row stops at EOS or at its budget, and the batch
+        stops when every row has.
+        """
+        budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        if len(budgets) != len(prompts):
+            raise ValueError(f"{len(budgets)} max_new_tokens for {len(prompts)} prompts")
+        encoded = [self.prompt_ids(messages) for messages in prompts]  # tokenized once, never per batch
+        # Batches of one budget and similar lengths: a batch runs as long as its longest budget needs,
+        # and each row costs its padding. The order is restored below.
+        order = sorted(range(len(encoded)), key=lambda i: (-budgets[i], -len(encoded[i])))
         answers: list[str | None] = [None] * len(encoded)
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
             input_ids, attention_mask = self._left_pad([encoded[i] for i in indices])
+            row_budgets = [budgets[i] for i in indices]
+            longest = max(row_budgets)
+            stopping = StoppingCriteriaList([_RowBudgets(row_budgets, input_ids.shape[1])]) \
+                if min(row_budgets) < longest else None
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=longest,
                 do_sample=False,
                 temperature=None,
                 top_p=None,
                 top_k=None,
                 eos_token_id=self.eos_token_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
+                stopping_criteria=stopping,
             )
             new_tokens = output[:, input_ids.shape[1] :]
             for row, index in enumerate(indices):
-                answers[index] = self.tokenizer.decode(
-                    self._until_eos(new_tokens[row].tolist()), skip_special_tokens=True
-                ).strip()
+                tokens = new_tokens[row].tolist()[: budgets[index]]
+                answers[index] = self.tokenizer.decode(self._until_eos(tokens), skip_special_tokens=True).strip()
         return answers  # type: ignore[return-value]
 
     @torch.no_grad()
@@ -120,3 +137,15 @@ class Generator:
             if token in self.eos_token_ids:
                 return tokens[:position]
         return tokens
+
+
+class _RowBudgets(StoppingCriteria):
+    """Each row of a batch is done once it has its own number of new tokens (transformers then pads it
+    while the others go on, and ends the batch when all rows are done)."""
+
+    def __init__(self, budgets: list[int], prompt_width: int):
+        self.budgets = torch.tensor(budgets)
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        return (input_ids.shape[1] - self.prompt_width) >= self.budgets.to(input_ids.device)

@@ -68,8 +68,10 @@ def readiness_check(
 
     teacher_prompts = [teacher_messages(row.prompt, row.demonstration, style) for row in sample]
     student_prompts = [student_messages(row.prompt) for row in sample]
-    teacher_answers = generator.generate(teacher_prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    student_answers = generator.generate(student_prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    # One pass over both sets: fuller batches, and a batch of decoding costs about what one row does.
+    answers = generator.generate(teacher_prompts + student_prompts, max_new_tokens=max_new_tokens,
+                                 batch_size=batch_size)
+    teacher_answers, student_answers = answers[: len(sample)], answers[len(sample) :]
     demonstrations = [row.demonstration for row in sample]
     teacher_logprobs = generator.mean_logprob(teacher_prompts, demonstrations, batch_size=batch_size)
     student_logprobs = generator.mean_logprob(student_prompts, demonstrations, batch_size=batch_size)

@@ -64,22 +64,34 @@ class MixedBatchSampler(Sampler):
     batch (gradient_accumulation micro-batches) `repeat` times in a row (it generates once and slices),
     so each block is yielded `repeat` times. Deterministic for a seed, so a resumed job replays the same
     order and the trainer skips what it had done.
+
+    Data-parallel over `ranks` processes, the global batch stays the same: each micro-batch's draws are
+    split into `ranks` equal shares (skill rows and anchors alike). accelerate hands consecutive loader
+    batches to the ranks in turn, so the shares are laid out for the loader that reads them: SDFT's loader
+    takes a whole step (every micro-batch) at once, so rank-major; SFT's takes one micro-batch, so
+    micro-major. With one rank both layouts are the single-process order.
     """
 
     def __init__(self, *, n_skill: int, n_anchor: int, skill_per_batch: int, anchors_per_batch: int,
-                 micro_batches_per_step: int, steps: int, repeat: int, seed: int):
+                 micro_batches_per_step: int, steps: int, repeat: int, seed: int, ranks: int = 1,
+                 rank_major: bool = True):
         if n_skill < skill_per_batch or (anchors_per_batch and n_anchor == 0):
             raise ValueError(f"{n_skill} skill rows and {n_anchor} anchors cannot fill batches of "
                              f"{skill_per_batch} + {anchors_per_batch}")
+        if skill_per_batch % ranks or anchors_per_batch % ranks:
+            raise ValueError(f"batches of {skill_per_batch} + {anchors_per_batch} do not split evenly over {ranks} "
+                             "processes")
         self.n_skill, self.n_anchor = n_skill, n_anchor
         self.skill_per_batch, self.anchors_per_batch = skill_per_batch, anchors_per_batch
         self.micro, self.steps, self.repeat, self.seed = micro_batches_per_step, steps, repeat, seed
+        self.ranks, self.rank_major = ranks, rank_major
 
     @classmethod
-    def for_config(cls, config: TrainConfig, *, n_skill: int, n_anchor: int, steps: int, repeat: int):
+    def for_config(cls, config: TrainConfig, *, n_skill: int, n_anchor: int, steps: int, repeat: int,
+                   ranks: int = 1, rank_major: bool = True):
         return cls(n_skill=n_skill, n_anchor=n_anchor, skill_per_batch=config.batch_size,
                    anchors_per_batch=config.anchors_per_step, micro_batches_per_step=config.gradient_accumulation_steps,
-                   steps=steps, repeat=repeat, seed=config.seed)
+                   steps=steps, repeat=repeat, seed=config.seed, ranks=ranks, rank_major=rank_major)
 
     def __len__(self) -> int:
         return self.steps * self.micro * self.repeat * (self.skill_per_batch + self.anchors_per_batch)
@@ -95,11 +107,17 @@ class MixedBatchSampler(Sampler):
         rng = random.Random(self.seed)
         skills = self._stream(random.Random(rng.random()), self.n_skill, 0)
         anchors = self._stream(random.Random(rng.random()), self.n_anchor, self.n_skill)
+        skill_share, anchor_share = self.skill_per_batch // self.ranks, self.anchors_per_batch // self.ranks
         for _ in range(self.steps):
+            draws = [([next(skills) for _ in range(self.skill_per_batch)],
+                      [next(anchors) for _ in range(self.anchors_per_batch)]) for _ in range(self.micro)]
+            order = ([(rank, micro) for rank in range(self.ranks) for micro in range(self.micro)] if self.rank_major
+                     else [(rank, micro) for micro in range(self.micro) for rank in range(self.ranks)])
             block = []
-            for _ in range(self.micro):
-                block += [next(skills) for _ in range(self.skill_per_batch)]
-                block += [next(anchors) for _ in range(self.anchors_per_batch)]
+            for rank, micro in order:
+                skill, anchor = draws[micro]
+                block += skill[rank * skill_share:(rank + 1) * skill_share]
+                block += anchor[rank * anchor_share:(rank + 1) * anchor_share]
             for _ in range(self.repeat):
                 yield from block
 
@@ -143,8 +161,8 @@ class _EMATeacherAdapter(PEFTAdapterEMACallback):
         self._initialized = True
 
     def on_save(self, args, state, control, **kwargs):
-        if self.shadow_weights is None:
-            return
+        if self.shadow_weights is None or not state.is_world_process_zero:
+            return  # data-parallel ranks hold the same teacher: one writer
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if checkpoint.is_dir():
             tensors = {key: value.detach().contiguous().cpu() for key, value in self.shadow_weights.items()}
@@ -156,13 +174,13 @@ class AccreteSDFTTrainer(SDFTTrainer):
 
     @classmethod
     def build(cls, *, model, tokenizer, rows, config, common_args, max_prompt_length, max_completion_length,
-              resume_from, anchors=(), anchor_completion_length=None):
+              resume_from, anchors=(), anchor_completion_length=None, ranks=1):
         anchored = bool(anchors) and config.anchors_per_step > 0
         anchor_limit = anchor_completion_length or max_completion_length
         if anchored:
-            # A batch is batch_size skill rows + anchors_per_step anchors (MixedBatchSampler).
+            # A batch is batch_size skill rows + anchors_per_step anchors (MixedBatchSampler), split over the ranks.
             common_args = {**common_args,
-                           "per_device_train_batch_size": config.batch_size + config.anchors_per_step}
+                           "per_device_train_batch_size": (config.batch_size + config.anchors_per_step) // ranks}
         args = SDFTConfig(
             **common_args,
             max_prompt_length=max_prompt_length,
@@ -203,7 +221,7 @@ class AccreteSDFTTrainer(SDFTTrainer):
         if anchored:
             trainer.mixed_sampler = MixedBatchSampler.for_config(
                 config, n_skill=len(rows), n_anchor=len(anchors), steps=common_args["max_steps"],
-                repeat=args.steps_per_generation * args.num_iterations)
+                repeat=args.steps_per_generation * args.num_iterations, ranks=ranks, rank_major=True)
         if trainer._use_peft_ema_teacher_adapter():
             trainer.remove_callback(PEFTAdapterEMACallback)
             trainer.add_callback(_EMATeacherAdapter(
@@ -285,11 +303,11 @@ class AccreteSFTTrainer(SFTTrainer):
     starting model's own greedy answer, mixed exactly as in anchored SDFT."""
 
     @classmethod
-    def build(cls, *, model, tokenizer, rows, config, common_args, anchors=()):
+    def build(cls, *, model, tokenizer, rows, config, common_args, anchors=(), ranks=1):
         anchored = bool(anchors) and config.anchors_per_step > 0
         if anchored:
             common_args = {**common_args,
-                           "per_device_train_batch_size": config.batch_size + config.anchors_per_step}
+                           "per_device_train_batch_size": (config.batch_size + config.anchors_per_step) // ranks}
         args = SFTConfig(
             **common_args,
             max_length=None,  # resolve_lengths already checked every row fits the context: never truncate
@@ -303,8 +321,10 @@ class AccreteSFTTrainer(SFTTrainer):
         ])
         trainer = cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=_lora(config))
         if anchored:
+            # SFT's loader reads one micro-batch per rank at a time: micro-major shares.
             trainer.mixed_sampler = MixedBatchSampler.for_config(config, n_skill=len(rows), n_anchor=len(anchors),
-                                                   steps=common_args["max_steps"], repeat=1)
+                                                   steps=common_args["max_steps"], repeat=1, ranks=ranks,
+                                                   rank_major=False)
         return trainer
 
     tokens_seen = 0

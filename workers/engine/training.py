@@ -3,6 +3,9 @@
 Reads top to bottom: lengths and limits -> dataset -> trainer (TRL's SDFTTrainer / SFTTrainer with
 two small extensions) -> train (resuming from work_dir) -> one atomic output directory holding the
 adapter, the merged weights and accrete.json (config, metrics, checksums).
+
+The same function runs in each rank of a data-parallel job (workers.engine.distributed launches them): the
+scaling then splits every batch across the ranks, and rank 0 alone writes the candidate.
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ from pathlib import Path
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback, set_seed  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PrinterCallback,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 
 from workers.engine.artifacts import atomic_directory, sha256_tree  # noqa: E402
 from workers.engine.contract.config import MAX_DERIVED_COMPLETION_LENGTH, TrainConfig  # noqa: E402
+from workers.engine.contract.scaling import SETTING, Scaling, ScalingError  # noqa: E402
 from workers.engine.data import DataTooLongError, RowLengths, TrainRow, measure_lengths  # noqa: E402
 from workers.engine.device import PeakMemoryMeter, resolve_device, resolve_dtype  # noqa: E402
 from workers.engine.trainers import (  # noqa: E402
@@ -81,15 +92,19 @@ def train(
     work_dir: str | Path,
     observer: TrainingObserver | None = None,
     anchors: list[TrainRow] | None = None,
+    scaling: Scaling | None = None,
 ) -> TrainResult:
     """Run one training job. Resumes from the newest checkpoint in work_dir when there is one.
 
     base_dir is only read. output_dir appears complete or not at all. work_dir holds checkpoints
     and is left for the caller to delete (it is what makes a retried job resume). `anchors` is the
     retention pool (plain anchors and rehearsed rows of earlier skills); None with anchoring on means
-    the shipped general pool.
+    the shipped general pool. `scaling` with more than one process, DeepSpeed or vLLM is for a rank that
+    workers.engine.distributed started; other ranks return a result without checksums.
     """
     observer = observer or TrainingObserver()
+    scaling = scaling or Scaling()
+    _check_launched(scaling)
     output_dir, work_dir = Path(output_dir), Path(work_dir)
     if output_dir.exists():
         raise FileExistsError(f"{output_dir} already exists; a candidate's directory is written once")
@@ -103,6 +118,8 @@ def train(
     if skill_anchors:
         raise ValueError(f"training row {skill_anchors[0]} has no demonstration; anchors go in `anchors`, not `rows`")
     anchors = resolve_anchors(config, anchors)
+    scaling.per_process(config.batch_size, config.anchors_per_step if anchors else 0)
+    _check_zero3(scaling, config)
 
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
@@ -118,17 +135,21 @@ def train(
     prompt_limit, completion_limit = resolve_lengths(config, lengths, context_length,
                                                      extra_completion=config.anchor_max_new_tokens if anchors else 0)
 
+    common = _training_arguments(config, work_dir, device, dtype, total_steps, scaling)
+    # ZeRO-3 shards the weights as they load, which only happens while a DeepSpeed TrainingArguments is alive.
+    zero3_arguments = TrainingArguments(**common) if scaling.zero_stage == 3 else None  # noqa: F841
     set_seed(config.seed)  # the LoRA initialisation is random; fix it before the adapter exists
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
     work_dir.mkdir(parents=True, exist_ok=True)
     resume_from = last_checkpoint(work_dir)
-    common = _training_arguments(config, work_dir, device, dtype, total_steps)
     shared = {"model": model, "tokenizer": tokenizer, "rows": rows, "config": config, "common_args": common,
-              "anchors": anchors}
+              "anchors": anchors, "ranks": scaling.processes}
     if config.method == "sdft":
+        # vLLM only generates, and only SDFT generates: SFT ignores the setting.
         trainer = AccreteSDFTTrainer.build(
-            **shared, max_prompt_length=prompt_limit, max_completion_length=completion_limit,
-            resume_from=resume_from, anchor_completion_length=config.anchor_max_new_tokens)
+            **{**shared, "common_args": {**common, **_vllm_arguments(scaling)}}, max_prompt_length=prompt_limit,
+            max_completion_length=completion_limit, resume_from=resume_from,
+            anchor_completion_length=config.anchor_max_new_tokens)
     else:
         trainer = AccreteSFTTrainer.build(**shared)
 
@@ -152,8 +173,15 @@ def train(
         anchors_per_step=config.anchors_per_step if anchors else 0,
         resumed_from_step=reporter.first_step - 1 if resume_from else None,
     )
+    if scaling.processes > 1:
+        metrics["processes"] = scaling.processes
     snapshot = config.to_dict()
-    checksums = write_candidate(trainer, tokenizer, output_dir, snapshot, metrics, base_dir)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if scaling.zero_stage == 3:
+        model = _gathered_student(trainer, model, base_dir, dtype, config)  # every rank takes part; rank 0 gets it
+    checksums = {}
+    if trainer.is_world_process_zero():
+        checksums = write_candidate(model, tokenizer, output_dir, snapshot, metrics, base_dir)
     return TrainResult(
         output_dir=str(output_dir), steps=trainer.state.global_step, metrics=metrics, checksums=checksums, config=snapshot
     )
@@ -243,11 +271,56 @@ def last_checkpoint(work_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _training_arguments(config: TrainConfig, work_dir: Path, device: str, dtype, total_steps: int) -> dict:
-    """The transformers TrainingArguments both trainers share, so SDFT and SFT differ only in the loss."""
+def _check_launched(scaling: Scaling) -> None:
+    """A scaled run is one rank of a process group; called in a plain process it would train alone on a
+    fraction of the batch."""
+    if not scaling.launches:
+        return
+    world = int(os.environ.get("WORLD_SIZE", "0"))
+    if world != scaling.processes:
+        raise ScalingError(f"this train() is one of {scaling.processes} ranks ({SETTING['processes']}="
+                           f"{scaling.processes}, {SETTING['strategy']}={scaling.strategy}, {SETTING['vllm']}="
+                           f"{scaling.vllm}) but the process group has {world or 'no'} processes: start the job "
+                           "through workers.engine.distributed.train_job, which launches them")
+
+
+def _check_zero3(scaling: Scaling, config: TrainConfig) -> None:
+    if scaling.zero_stage == 3 and config.method == "sdft" and config.teacher_model_kind == "ema":
+        # TRL's EMA teacher adapter copies the student's LoRA weights directly; under ZeRO-3 each rank holds
+        # only a shard of them, so the teacher would be built from fragments.
+        raise ScalingError(f"{SETTING['strategy']}=deepspeed-zero3 shards the LoRA weights the EMA teacher adapter "
+                           "copies (teacher_model_kind='ema'); use deepspeed-zero2 or ddp for this job, or "
+                           "teacher_model_kind='base' (the starting model as the teacher)")
+
+
+def _vllm_arguments(scaling: Scaling) -> dict:
+    """SDFTConfig's generation settings: TRL's vLLM engine inside each training process (colocate), sharing
+    its GPU; the weights are synced into it before each step's rollouts."""
+    if scaling.vllm == "off":
+        return {}
+    return {"use_vllm": True, "vllm_mode": scaling.vllm,
+            "vllm_gpu_memory_utilization": scaling.vllm_gpu_memory_utilization,
+            "vllm_enable_sleep_mode": scaling.vllm_sleep}
+
+
+def _training_arguments(config: TrainConfig, work_dir: Path, device: str, dtype, total_steps: int,
+                        scaling: Scaling | None = None) -> dict:
+    """The transformers TrainingArguments both trainers share, so SDFT and SFT differ only in the loss.
+
+    Data-parallel, each rank takes batch_size / processes rows of every micro-batch: the same global batch,
+    the same optimizer steps, the same learning-rate schedule as one process. (Dividing the gradient
+    accumulation instead would only work when it is a multiple of the processes; its default is 1.)"""
+    scaling = scaling or Scaling()
+    per_rank, _ = scaling.per_process(config.batch_size, 0)
+    distributed = {}
+    if scaling.launches:
+        distributed["ddp_backend"] = "nccl" if device == "cuda" else "gloo"
+    if scaling.deepspeed:
+        distributed["deepspeed"] = scaling.deepspeed_config()
     return dict(
+        **distributed,
         output_dir=str(work_dir),
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=per_rank,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.resolved_learning_rate,
         # Steps are counted once here (TRL's sampler drops partial batches, SFT's does not) so both
@@ -347,9 +420,31 @@ def _call(observer, name: str, default, *args):
     return method(*args) if method is not None else default
 
 
-def write_candidate(trainer, tokenizer, output_dir: Path, config: dict, metrics: dict, base_dir) -> dict:
-    """adapter/ + merged weights + tokenizer + accrete.json, in one atomic rename."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
+def _gathered_student(trainer, model, base_dir, dtype, config: TrainConfig):
+    """Under ZeRO-3 each rank holds a shard of every weight. Every rank gathers the student's LoRA weights
+    (small); rank 0 puts them on a fresh CPU copy of the base model, which write_candidate merges and saves."""
+    import deepspeed
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    from workers.engine.trainers import _lora
+
+    lora = [param for name, param in model.named_parameters() if f".{STUDENT_ADAPTER}." in name]
+    with deepspeed.zero.GatheredParameters(lora, modifier_rank=None):
+        state = {key: value.detach().cpu().clone()
+                 for key, value in get_peft_model_state_dict(model, adapter_name=STUDENT_ADAPTER).items()}
+    if not trainer.is_world_process_zero():
+        return None
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()  # else this load would be sharded too, by one rank alone: a hang
+    fresh = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype), _lora(config))
+    set_peft_model_state_dict(fresh, state, adapter_name=STUDENT_ADAPTER)
+    return fresh
+
+
+def write_candidate(model, tokenizer, output_dir: Path, config: dict, metrics: dict, base_dir) -> dict:
+    """adapter/ + merged weights + tokenizer + accrete.json, in one atomic rename. `model` is the trained
+    PeftModel (unwrapped from DDP/DeepSpeed)."""
     with atomic_directory(output_dir) as temp:
         model.save_pretrained(temp / "adapter", selected_adapters=[STUDENT_ADAPTER])
         if TEACHER_ADAPTER in model.peft_config:

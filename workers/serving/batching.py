@@ -221,8 +221,10 @@ class Batcher:
         cache = DynamicCache(config=model.config)
         rows = list(batch)
         while rows:
+            # Only the last position's logits: the prompt's forward would otherwise project every prompt
+            # position onto the vocabulary (rows x prompt x vocab floats) to keep one.
             logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
-                           use_cache=True).logits[:, -1, :].float()
+                           use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
             self.stats["forward_passes"] += 1
             self.stats["rows_forwarded"] += len(rows)
             keep = []

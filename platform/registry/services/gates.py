@@ -247,7 +247,8 @@ def gate_start(*, version: ModelVersion, actor=None) -> ModelVersion:
 
 def gate_plan(*, candidate: ModelVersion) -> list[tuple[ModelVersion, EvalSuite]]:
     """The scores a gate needs, in the order a worker computes them: the parent's on every gate suite
-    (computed once, by its first candidate, then reused), then the candidate's."""
+    (computed once, by its first candidate, then reused), then the candidate's. (A gate task that queued the
+    parent's half for a second eval worker computes the candidate's first: workers.pipeline.gate_scores_compute.)"""
     suites = gate_suites(candidate=candidate)
     return [(subject, suite) for subject in (candidate.parent, candidate) for suite in suites]
 
