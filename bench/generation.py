@@ -57,11 +57,11 @@ def _sync() -> None:
 # --- the bound -----------------------------------------------------------------------------------------
 
 def memory_bandwidth(mib: int, device: str) -> float:
-    """Bytes/s reading a `mib` MiB float32 tensor (best of 5 full reductions, after a warm-up)."""
+    """Bytes/s reading a `mib` MiB float32 tensor (best of 10 full reductions, after a warm-up)."""
     x = torch.ones(mib * 2**20 // 4, dtype=torch.float32, device=device)
     x.sum()
     best = float("inf")
-    for _ in range(5):
+    for _ in range(10):
         _sync()
         start = time.perf_counter()
         x.sum()
@@ -242,10 +242,9 @@ def timed(path, prompts, new: int) -> tuple[float, int]:
     return time.perf_counter() - start, tokens
 
 
-def measure(path, tokenizer, batch: int, prompt_tokens: int, new: int, repeats: int) -> dict:
-    prompts = [prompt_of(tokenizer, prompt_tokens, index) for index in range(batch)]
-    timed(path, prompts, 1)  # warm-up: allocator, lazy kernels
-    first = statistics.median(timed(path, prompts, 1)[0] for _ in range(repeats))
+def measure(path, prompts, first: float, new: int, repeats: int) -> dict:
+    """One cell: `first` is the time of the same call with 1 new token (the prompts' forward and fixed costs)."""
+    batch = len(prompts)
     runs = [timed(path, prompts, new) for _ in range(repeats)]
     seconds = statistics.median(run[0] for run in runs)
     tokens = runs[0][1]
@@ -293,7 +292,7 @@ def main(argv=None) -> int:
         where = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU x{torch.get_num_threads()} threads"
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"model {model_dir}  {where}  load average {load:.2f}")
-        print(f"memory bandwidth {bandwidth / 1e9:.1f} GB/s (reading a {args.bandwidth_mib} MiB tensor, best of 5)")
+        print(f"memory bandwidth {bandwidth / 1e9:.1f} GB/s (reading a {args.bandwidth_mib} MiB tensor, best of 10)")
         results: dict[tuple, dict] = {}
         for name in args.paths:
             path = build_path(name, model_dir, scratch)
@@ -307,8 +306,11 @@ def main(argv=None) -> int:
                       f"{'tok/s':>7s} {'decode tok/s':>12s} {'bound tok/s':>11s}  of the bound")
             for batch in args.batches:
                 for prompt_tokens in args.prompts:
+                    prompts = [prompt_of(tokenizer, prompt_tokens, index) for index in range(batch)]
+                    timed(path, prompts, 1)  # warm-up: allocator, lazy kernels
+                    first = statistics.median(timed(path, prompts, 1)[0] for _ in range(args.repeats))
                     for new in args.new:
-                        cell = measure(path, tokenizer, batch, prompt_tokens, new, args.repeats)
+                        cell = measure(path, prompts, first, new, args.repeats)
                         bound = bound_tokens_per_second(bandwidth, model, batch, prompt_tokens, new)
                         cell["bound"] = bound
                         results[(name, batch, prompt_tokens, new)] = cell
@@ -317,6 +319,9 @@ def main(argv=None) -> int:
                               f"{cell['decode_tokens_per_second']:12.1f} {bound:11.1f}  "
                               f"{100 * cell['decode_tokens_per_second'] / bound:5.1f} % of the bound", flush=True)
             del path
+        again = memory_bandwidth(args.bandwidth_mib, device)
+        print(f"memory bandwidth measured again after the grid: {again / 1e9:.1f} GB/s"
+              + (" (higher: the fractions above are against the first measurement)" if again > bandwidth else ""))
         target = [cell for key, cell in results.items() if key[0] == "rollouts" and key[1] == 4]
         if target:
             fraction = statistics.median(c["decode_tokens_per_second"] / c["bound"] for c in target)
