@@ -268,15 +268,15 @@ class AccreteSDFTTrainer(SDFTTrainer):
         logits.teacher_logits[anchor] = base
         return logits
 
-    def _generate_transformers(self, prompt_ids):
-        prompt_ids, completions = self._generate_merged(prompt_ids)
+    def _generate(self, prompt_ids):
+        prompt_ids, completions = super()._generate(prompt_ids)  # transformers' generate, or vLLM's
         if self._row_limits is not None and len(self._row_limits) == len(completions):
             # One generate() call for the whole batch runs to the longest budget (the anchors'); each
             # row is cut to its own, as if it had been generated alone with that max_new_tokens.
             completions = [ids[:limit] if limit else ids for ids, limit in zip(completions, self._row_limits, strict=True)]
         return prompt_ids, completions
 
-    def _generate_merged(self, prompt_ids):
+    def _generate_transformers(self, prompt_ids):
         # Rollouts are ~70% of a step on CPU. Merging the student's LoRA into the base weights for the
         # duration of generate() skips the adapter's extra matmuls per layer and token (~25% faster
         # generation measured on SmolLM2). Same function, so the same algorithm; only in fp32, where
