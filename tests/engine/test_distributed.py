@@ -320,3 +320,22 @@ def test_sdft_generates_its_rollouts_with_colocated_vllm(tiny_model_dir, tmp_pat
                                                                   device="cuda"),
                            scaling=Scaling(vllm="colocate", vllm_gpu_memory_utilization=0.2))
     assert result.steps == 3 and all(math.isfinite(p.loss) and p.loss > 1e-3 for p in observer.progress)
+
+
+def test_each_rank_samples_its_rollouts_from_its_own_random_stream():
+    from types import SimpleNamespace
+
+    from workers.engine.trainers import _RankSamplingSeed
+
+    draws = []
+    for rank in (0, 1):
+        torch.manual_seed(5)  # what the trainer set on every rank
+        _RankSamplingSeed().on_train_begin(SimpleNamespace(world_size=2, process_index=rank, seed=5), None, None)
+        draws.append(torch.rand(4))
+    assert not torch.equal(draws[0], draws[1])
+
+    torch.manual_seed(5)
+    expected = torch.rand(4)
+    torch.manual_seed(5)
+    _RankSamplingSeed().on_train_begin(SimpleNamespace(world_size=1, process_index=0, seed=5), None, None)
+    assert torch.equal(torch.rand(4), expected)  # one process: the stream is untouched

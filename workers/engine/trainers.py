@@ -14,6 +14,7 @@ from datasets import Dataset  # noqa: E402
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from torch.utils.data import Sampler  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 from trl.experimental.sdft import SDFTConfig, SDFTTrainer  # noqa: E402
 from trl.experimental.sdft.sdft_trainer import DemonstrationTeacherContextBuilder  # noqa: E402
@@ -169,6 +170,16 @@ class _EMATeacherAdapter(PEFTAdapterEMACallback):
             save_file(tensors, str(checkpoint / self.FILE_NAME))
 
 
+class _RankSamplingSeed(TrainerCallback):
+    """Data-parallel ranks sample their rollouts from their own random stream (seed + rank): with one shared
+    seed every rank would draw the same noise for its different prompts. Set at the start of training; on a
+    resume the trainer then restores each rank's saved random state. One process: untouched."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.world_size > 1:
+            torch.manual_seed(args.seed + args.process_index)
+
+
 class AccreteSDFTTrainer(SDFTTrainer):
     """TRL's SDFTTrainer with the teacher prompt styles, the EMA fix above, and a token counter."""
 
@@ -222,6 +233,7 @@ class AccreteSDFTTrainer(SDFTTrainer):
             trainer.mixed_sampler = MixedBatchSampler.for_config(
                 config, n_skill=len(rows), n_anchor=len(anchors), steps=common_args["max_steps"],
                 repeat=args.steps_per_generation * args.num_iterations, ranks=ranks, rank_major=True)
+        trainer.add_callback(_RankSamplingSeed())
         if trainer._use_peft_ema_teacher_adapter():
             trainer.remove_callback(PEFTAdapterEMACallback)
             trainer.add_callback(_EMATeacherAdapter(
